@@ -1,0 +1,236 @@
+"""Building blocks of the decoder: norms, rotary embeddings, attention with a KV cache, MLP, block.
+
+Attention masking is expressed with two per-token arrays instead of a dense mask:
+`segment_ids` (0 = padding, 1..k = packed examples) and `positions`. Key j is visible to query i
+iff both carry the same non-zero segment id, `pos_j <= pos_i` and, for sliding-window layers,
+`pos_i - pos_j < window`. The same rule serves right- and left-padded batches, packed rows and
+decoding against a KV cache.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jalign.models.config import ModelConfig
+
+_MASKED = -1e30  # written (not added) over masked scores, so fully masked rows stay finite
+
+
+def _activation(name: str, x: jax.Array) -> jax.Array:
+    if name == "silu":
+        return jax.nn.silu(x)
+    if name == "gelu_tanh":
+        return jax.nn.gelu(x, approximate=True)
+    if name == "gelu_exact":
+        return jax.nn.gelu(x, approximate=False)
+    if name == "relu":
+        return jax.nn.relu(x)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+class Norm(nnx.Module):
+    """RMSNorm (Zhang & Sennrich 2019) or LayerNorm (Ba et al. 2016), computed in float32.
+
+    RMSNorm: y = x / sqrt(mean(x^2) + eps) * (offset + scale); Gemma stores `scale` as w - 1
+    (offset 1). LayerNorm: y = (x - mean) / sqrt(var + eps) * scale + bias.
+    """
+
+    def __init__(self, dim: int, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        del rngs
+        self.kind = cfg.norm_kind
+        self.eps = cfg.norm_eps
+        self.offset = cfg.norm_scale_offset
+        param_dtype = jnp.dtype(cfg.param_dtype)
+        init_scale = 0.0 if self.offset else 1.0
+        self.scale = nnx.Param(jnp.full((dim,), init_scale, param_dtype))
+        self.bias = nnx.Param(jnp.zeros((dim,), param_dtype)) if self.kind == "layernorm" else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = x.astype(jnp.float32)
+        if self.kind == "layernorm":
+            h = h - h.mean(-1, keepdims=True)
+        h = h * jax.lax.rsqrt(jnp.mean(h * h, axis=-1, keepdims=True) + self.eps)
+        scale = self.scale[...].astype(jnp.float32) + self.offset
+        if self.offset:  # Gemma multiplies in float32, then casts
+            return (h * scale).astype(x.dtype)
+        if self.bias is not None:
+            return (h * scale + self.bias[...].astype(jnp.float32)).astype(x.dtype)
+        return scale.astype(x.dtype) * h.astype(x.dtype)
+
+
+class Linear(nnx.Module):
+    """y = x @ kernel (+ bias), kernel stored [in, out] in `param_dtype`, computed in `dtype`."""
+
+    def __init__(self, d_in: int, d_out: int, cfg: ModelConfig, *, bias: bool, rngs: nnx.Rngs):
+        param_dtype = jnp.dtype(cfg.param_dtype)
+        init = nnx.initializers.normal(0.02)
+        self.kernel = nnx.Param(init(rngs.params(), (d_in, d_out), param_dtype))
+        self.bias = nnx.Param(jnp.zeros((d_out,), param_dtype)) if bias else None
+        self.dtype = jnp.dtype(cfg.dtype)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = jnp.dot(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+        if self.bias is not None:
+            y = y + self.bias[...].astype(self.dtype)
+        return y
+
+
+def rope_inverse_frequencies(cfg: ModelConfig) -> jax.Array:
+    """Rotary inverse frequencies theta^(-2i/d), with linear or Llama-3 scaling.
+
+    Llama-3 scaling (Meta 2024): wavelengths above `original_max / low_freq_factor` are divided
+    by `factor`, those below `original_max / high_freq_factor` are kept, and the band in between
+    interpolates smoothly between the two.
+    """
+    rope = cfg.rope
+    dim = cfg.head_dim
+    inv = 1.0 / (rope.theta ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / dim))
+    if rope.rope_type == "linear":
+        return inv / rope.factor
+    if rope.rope_type == "llama3":
+        low_wavelen = rope.original_max_position_embeddings / rope.low_freq_factor
+        high_wavelen = rope.original_max_position_embeddings / rope.high_freq_factor
+        wavelen = 2 * math.pi / inv
+        smooth = (rope.original_max_position_embeddings / wavelen - rope.low_freq_factor) / (
+            rope.high_freq_factor - rope.low_freq_factor
+        )
+        interpolated = (1 - smooth) * inv / rope.factor + smooth * inv
+        scaled = jnp.where(wavelen > low_wavelen, inv / rope.factor, inv)
+        mid_band = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+        return jnp.where(mid_band, interpolated, scaled)
+    return inv
+
+
+def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: jax.Array) -> jax.Array:
+    """Rotate halves of the head dimension (the HF / NeoX layout). x: [B, T, H, D]."""
+    angles = positions[..., None].astype(jnp.float32) * inv_freq  # [B, T, D/2]
+    cos = jnp.concatenate([jnp.cos(angles)] * 2, -1)[:, :, None, :]
+    sin = jnp.concatenate([jnp.sin(angles)] * 2, -1)[:, :, None, :]
+    half = x.shape[-1] // 2
+    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], -1)
+    out = x.astype(jnp.float32) * cos + rotated.astype(jnp.float32) * sin
+    return out.astype(x.dtype)
+
+
+def attention_mask(
+    q_positions: jax.Array,
+    q_segments: jax.Array,
+    k_positions: jax.Array,
+    k_segments: jax.Array,
+    window: int | None,
+) -> jax.Array:
+    """Boolean [B, Tq, Tk] visibility: same non-zero segment, causal by position, in window."""
+    same = (q_segments[:, :, None] == k_segments[:, None, :]) & (k_segments[:, None, :] != 0)
+    delta = q_positions[:, :, None] - k_positions[:, None, :]
+    visible = same & (delta >= 0)
+    if window is not None:
+        visible &= delta < window
+    return visible
+
+
+class Attention(nnx.Module):
+    """Multi-head attention with grouped-query heads (Ainslie et al. 2023) and optional
+    QK-norm (Qwen3), logit soft-capping (Gemma 2) and a KV cache."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        d, hd = cfg.hidden_size, cfg.head_dim
+        self.q_proj = Linear(d, cfg.num_heads * hd, cfg, bias=cfg.qkv_bias, rngs=rngs)
+        self.k_proj = Linear(d, cfg.num_kv_heads * hd, cfg, bias=cfg.qkv_bias, rngs=rngs)
+        self.v_proj = Linear(d, cfg.num_kv_heads * hd, cfg, bias=cfg.qkv_bias, rngs=rngs)
+        self.o_proj = Linear(cfg.num_heads * hd, d, cfg, bias=cfg.o_bias, rngs=rngs)
+        if cfg.qk_norm:
+            self.q_norm = Norm(hd, cfg, rngs=rngs)
+            self.k_norm = Norm(hd, cfg, rngs=rngs)
+        else:
+            self.q_norm = self.k_norm = None
+        self.cfg = cfg
+
+    def __call__(
+        self,
+        x: jax.Array,
+        positions: jax.Array,
+        segment_ids: jax.Array,
+        inv_freq: jax.Array | None,
+        window: int | None,
+        cache: tuple[jax.Array, jax.Array] | None = None,
+        cache_positions: jax.Array | None = None,
+        cache_segments: jax.Array | None = None,
+        cache_index: jax.Array | None = None,
+    ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
+        cfg = self.cfg
+        b, t, _ = x.shape
+        q = self.q_proj(x).reshape(b, t, cfg.num_heads, cfg.head_dim)
+        k = self.k_proj(x).reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
+        v = self.v_proj(x).reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if inv_freq is not None:
+            q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
+
+        k_positions, k_segments = positions, segment_ids
+        if cache is not None:
+            k_cache, v_cache = cache
+            start = (0, cache_index, 0, 0)
+            k = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), start)
+            v = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), start)
+            cache = (k, v)
+            k_positions, k_segments = cache_positions, cache_segments
+
+        groups = cfg.num_heads // cfg.num_kv_heads
+        q = q.reshape(b, t, cfg.num_kv_heads, groups, cfg.head_dim)
+        scores = jnp.einsum("btkgd,bskd->bkgts", q, k.astype(q.dtype)).astype(jnp.float32)
+        scores = scores * cfg.query_scale
+        if cfg.attn_logit_softcap is not None:
+            scores = jnp.tanh(scores / cfg.attn_logit_softcap) * cfg.attn_logit_softcap
+        mask = attention_mask(positions, segment_ids, k_positions, k_segments, window)
+        scores = jnp.where(mask[:, None, None, :, :], scores, _MASKED)
+        probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+        out = jnp.einsum("bkgts,bskd->btkgd", probs, v).reshape(b, t, -1)
+        return self.o_proj(out), cache
+
+
+class MLP(nnx.Module):
+    """Gated MLP (SwiGLU / GeGLU, Shazeer 2020): down(act(gate(x)) * up(x)); or the plain
+    two-layer MLP of GPT-2: down(act(up(x)))."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        d, f = cfg.hidden_size, cfg.intermediate_size
+        self.gate_proj = Linear(d, f, cfg, bias=cfg.mlp_bias, rngs=rngs) if cfg.gated_mlp else None
+        self.up_proj = Linear(d, f, cfg, bias=cfg.mlp_bias, rngs=rngs)
+        self.down_proj = Linear(f, d, cfg, bias=cfg.mlp_bias, rngs=rngs)
+        self.activation = cfg.activation
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.gate_proj is None:
+            return self.down_proj(_activation(self.activation, self.up_proj(x)))
+        return self.down_proj(_activation(self.activation, self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nnx.Module):
+    """Pre-norm residual block; Gemma 2 adds a norm after attention and after the MLP."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        d = cfg.hidden_size
+        self.attn_norm = Norm(d, cfg, rngs=rngs)
+        self.attn = Attention(cfg, rngs=rngs)
+        self.mlp_norm = Norm(d, cfg, rngs=rngs)
+        self.mlp = MLP(cfg, rngs=rngs)
+        if cfg.sandwich_norms:
+            self.post_attn_norm = Norm(d, cfg, rngs=rngs)
+            self.post_mlp_norm = Norm(d, cfg, rngs=rngs)
+        else:
+            self.post_attn_norm = self.post_mlp_norm = None
+
+    def __call__(self, x: jax.Array, *args, **kwargs) -> tuple[jax.Array, tuple | None]:
+        h, cache = self.attn(self.attn_norm(x), *args, **kwargs)
+        if self.post_attn_norm is not None:
+            h = self.post_attn_norm(h)
+        x = x + h
+        h = self.mlp(self.mlp_norm(x))
+        if self.post_mlp_norm is not None:
+            h = self.post_mlp_norm(h)
+        return x + h, cache
