@@ -135,9 +135,7 @@ def _rope_from_hf(cfg: dict[str, Any], source: str) -> RopeConfig:
         low_freq_factor=float(params.get("low_freq_factor", 1.0)),
         high_freq_factor=float(params.get("high_freq_factor", 4.0)),
         original_max_position_embeddings=int(
-            params.get(
-                "original_max_position_embeddings", cfg.get("max_position_embeddings", 8192)
-            )
+            params.get("original_max_position_embeddings", cfg.get("max_position_embeddings", 8192))
         ),
     )
 
@@ -159,7 +157,9 @@ def _sliding_windows(cfg: dict[str, Any], num_layers: int) -> tuple[int | None, 
             layer_types = [
                 "sliding_attention" if i % 2 == 0 else "full_attention" for i in range(num_layers)
             ]
-        elif model_type == "mistral" or (model_type in ("qwen2", "qwen3") and cfg.get("use_sliding_window")):
+        elif model_type == "mistral" or (
+            model_type in ("qwen2", "qwen3") and cfg.get("use_sliding_window")
+        ):
             layer_types = ["sliding_attention"] * num_layers
         else:
             layer_types = ["full_attention"] * num_layers

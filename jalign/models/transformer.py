@@ -102,7 +102,9 @@ class DecoderLM(nnx.Module):
         self.lm_head = (
             Linear(cfg.hidden_size, cfg.vocab_size, cfg, bias=False, rngs=rngs) if untied else None
         )
-        self.score = Linear(cfg.hidden_size, 1, cfg, bias=True, rngs=rngs) if head == "scalar" else None
+        self.score = (
+            Linear(cfg.hidden_size, 1, cfg, bias=True, rngs=rngs) if head == "scalar" else None
+        )
 
     def __call__(
         self,
@@ -156,10 +158,7 @@ class DecoderLM(nnx.Module):
         cfg = self.cfg
         if self.score is not None:
             return self.score(hidden)[..., 0].astype(jnp.float32)
-        if self.lm_head is not None:
-            logits = self.lm_head(hidden)
-        else:
-            logits = self.embed.attend(hidden)
+        logits = self.lm_head(hidden) if self.lm_head is not None else self.embed.attend(hidden)
         logits = logits.astype(jnp.float32)
         if cfg.final_logit_softcap is not None:
             logits = jnp.tanh(logits / cfg.final_logit_softcap) * cfg.final_logit_softcap
