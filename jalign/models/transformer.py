@@ -209,14 +209,14 @@ def create_model(cfg: ModelConfig, head: str = "lm", seed: int = 0) -> tuple[nnx
     """Randomly initialise a model; returns (graphdef, params as a nested dict of arrays)."""
     model = DecoderLM(cfg, head=head, rngs=nnx.Rngs(seed))
     graphdef, state = nnx.split(model, nnx.Param)
-    return graphdef, state.to_pure_dict()
+    return graphdef, nnx.to_pure_dict(state)
 
 
 def abstract_model(cfg: ModelConfig, head: str = "lm") -> tuple[nnx.GraphDef, Params]:
     """(graphdef, params of `jax.ShapeDtypeStruct`s): the model's shapes with no memory used."""
     model = nnx.eval_shape(lambda: DecoderLM(cfg, head=head, rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(model, nnx.Param)
-    return graphdef, state.to_pure_dict()
+    return graphdef, nnx.to_pure_dict(state)
 
 
 def apply(

@@ -1,0 +1,149 @@
+"""`TrainState` and pure train steps: `step(state, batch) -> (state, metrics)`.
+
+A loss function has the signature
+
+    loss_fn(params, frozen, batch, rng) -> (loss, aux)
+
+where `aux = {"metrics": {name: scalar}, "weight": scalar}`. `loss` is a *mean* over `weight`
+units (tokens for a token-mean loss, pairs for DPO, ...). Gradient accumulation over k
+micro-batches weights micro-batch i by w_i / sum(w), which gives exactly the gradient of the
+big-batch mean for such losses. `frozen` holds pytrees that ride along untouched (a reference
+model's params, a reward model's), so they are arguments of the compiled step, never constants
+baked into it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jalign.errors import JalignError
+
+LossFn = Callable[[Any, Any, dict, jax.Array], tuple[jax.Array, dict]]
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class TrainState:
+    """Everything a run needs to continue bit-for-bit: params, optimizer state, step, rng."""
+
+    params: Any
+    opt_state: Any
+    step: jax.Array
+    rng: jax.Array
+    frozen: Any = None
+
+
+def init_train_state(
+    params: Any, optimizer: optax.GradientTransformation, seed: int, frozen: Any = None
+) -> TrainState:
+    return TrainState(
+        params=params,
+        opt_state=optimizer.init(params),
+        step=jnp.zeros((), jnp.int32),
+        rng=jax.random.key_data(jax.random.key(seed)),
+        frozen=frozen,
+    )
+
+
+def _split_micro_batches(batch: dict, accum_steps: int) -> dict:
+    def split(x):
+        if x.shape[0] % accum_steps:
+            raise JalignError(
+                f"batch size {x.shape[0]} is not divisible by grad_accum_steps={accum_steps}"
+            )
+        return x.reshape(accum_steps, x.shape[0] // accum_steps, *x.shape[1:])
+
+    return jax.tree.map(split, batch)
+
+
+def make_train_step(
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    accum_steps: int = 1,
+    lr_schedule: optax.Schedule | None = None,
+) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+    """Build the pure step. A non-finite loss or gradient leaves the state unchanged and sets
+    `metrics["nonfinite"] = 1`, so the loop can stop with the last good state intact."""
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def accumulate(params, frozen, batch, rng):
+        if accum_steps == 1:
+            (loss, aux), grads = grad_fn(params, frozen, batch, rng)
+            return loss, grads, aux["metrics"]
+
+        micro = _split_micro_batches(batch, accum_steps)
+        zeros = jax.tree.map(jnp.zeros_like, params)
+
+        def body(carry, xs):
+            grads_sum, metrics_sum, weight_sum = carry
+            mb, i = xs
+            (loss, aux), grads = grad_fn(params, frozen, mb, jax.random.fold_in(rng, i))
+            w = aux["weight"].astype(jnp.float32)
+            grads_sum = jax.tree.map(lambda a, g: a + w * g, grads_sum, grads)
+            metrics = {"loss": loss, **aux["metrics"]}
+            metrics_sum = jax.tree.map(lambda a, m: a + w * m, metrics_sum, metrics)
+            return (grads_sum, metrics_sum, weight_sum + w), None
+
+        mb0 = jax.tree.map(lambda x: x[0], micro)
+        metric_shapes = jax.eval_shape(lambda: grad_fn(params, frozen, mb0, rng)[0])
+        metrics0 = jax.tree.map(
+            lambda s: jnp.zeros(s.shape, jnp.float32),
+            {"loss": metric_shapes[0], **metric_shapes[1]["metrics"]},
+        )
+        init = (zeros, metrics0, jnp.zeros((), jnp.float32))
+        (grads_sum, metrics_sum, weight), _ = jax.lax.scan(
+            body, init, (micro, jnp.arange(accum_steps))
+        )
+        denom = jnp.maximum(weight, 1e-12)
+        grads = jax.tree.map(lambda g: g / denom, grads_sum)
+        metrics = jax.tree.map(lambda m: m / denom, metrics_sum)
+        return metrics.pop("loss"), grads, metrics
+
+    def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        rng, step_rng = jax.random.split(jax.random.wrap_key_data(state.rng))
+        loss, grads, metrics = accumulate(state.params, state.frozen, batch, step_rng)
+        grad_norm = optax.tree.norm(grads)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
+        new_state = TrainState(
+            params=keep(params, state.params),
+            opt_state=keep(opt_state, state.opt_state),
+            step=state.step + finite.astype(jnp.int32),
+            rng=jnp.where(finite, jax.random.key_data(rng), state.rng),
+            frozen=state.frozen,
+        )
+        metrics = {
+            **metrics,
+            "loss": loss,
+            "grad_norm": grad_norm,
+            "nonfinite": 1 - finite.astype(jnp.int32),
+        }
+        if lr_schedule is not None:
+            metrics["lr"] = lr_schedule(state.step)
+        return new_state, metrics
+
+    return step
+
+
+def compile_step(
+    step: Callable[[TrainState, dict], tuple[TrainState, dict]],
+    state_shardings: Any = None,
+    batch_sharding: Any = None,
+) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+    """jit the step with explicit shardings (state in and out alike) and the old state donated."""
+    if state_shardings is None:
+        return jax.jit(step, donate_argnums=0)
+    return jax.jit(
+        step,
+        in_shardings=(state_shardings, batch_sharding),
+        out_shardings=(state_shardings, None),
+        donate_argnums=0,
+    )
