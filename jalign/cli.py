@@ -1,0 +1,138 @@
+"""`jalign` command line: one subcommand per job.
+
+    jalign convert SRC DST                 GGUF file or HF folder -> HF folder
+    jalign shard-plan MODEL --mesh data=2,fsdp=2,tensor=2
+    jalign generate MODEL --prompt "..." [--chat] [--max-new-tokens N] [--temperature T] [--json]
+    jalign sft --config configs/sft_demo.py [--config.optimizer.lr=1e-4 ...]
+    jalign rm  --config configs/rm_demo.py
+
+User errors (`JalignError`) print as one line on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from jalign.errors import JalignError
+
+TRAINERS = ("sft", "rm")
+
+
+def _split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Separate `--config.a.b=v` overrides from the other arguments."""
+    overrides = [a for a in argv if a.startswith("--config.")]
+    rest = [a for a in argv if not a.startswith("--config.")]
+    return rest, overrides
+
+
+def _cmd_convert(args: argparse.Namespace) -> None:
+    from jalign.interop import convert
+
+    out = convert(args.src, args.dst)
+    print(f"wrote {out}")
+
+
+def _cmd_shard_plan(args: argparse.Namespace) -> None:
+    from jalign.commands.shard_plan import shard_plan_text
+
+    print(shard_plan_text(args.model, args.mesh, args.devices, args.scan_layers))
+
+
+def _cmd_generate(args: argparse.Namespace) -> None:
+    from jalign.commands.generate import run_generate
+
+    results = run_generate(
+        args.model,
+        prompts=args.prompt,
+        chat=args.chat,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        min_p=args.min_p,
+        n=args.n,
+        seed=args.seed,
+    )
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for result in results:
+            for completion in result["completions"]:
+                print(completion["text"])
+
+
+def _cmd_train(name: str) -> Callable[[argparse.Namespace], None]:
+    def run(args: argparse.Namespace) -> None:
+        from jalign.train.trainers import run_trainer
+
+        result = run_trainer(name, args.config, args.overrides)
+        print(json.dumps({"run_dir": str(result.run_dir), **result.summary()}, indent=2))
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jalign", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("convert", help="GGUF file or HF folder -> HF folder (safetensors)")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("shard-plan", help="print each parameter's sharding and bytes per device")
+    p.add_argument("model", help="HF folder, .gguf file, or 'smollm2' for the bundled model")
+    p.add_argument("--mesh", default="data=1,fsdp=1,tensor=1", help="e.g. data=2,fsdp=2,tensor=2")
+    p.add_argument(
+        "--devices", type=int, default=None, help="plan for this many devices (default: all)"
+    )
+    p.add_argument("--scan-layers", action="store_true", help="plan a scanned layer stack")
+    p.set_defaults(func=_cmd_shard_plan)
+
+    p = sub.add_parser("generate", help="sample completions with the KV-cache sampler")
+    p.add_argument("model", help="HF folder, .gguf file, or 'smollm2' for the bundled model")
+    p.add_argument("--prompt", action="append", required=True, help="repeat for a batch")
+    p.add_argument("--chat", action="store_true", help="apply the tokenizer's chat template")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--min-p", type=float, default=0.0)
+    p.add_argument("--n", type=int, default=1, help="samples per prompt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print ids and logprobs as JSON")
+    p.set_defaults(func=_cmd_generate)
+
+    for name in TRAINERS:
+        p = sub.add_parser(name, help=f"train ({name}) from a config file")
+        p.add_argument("--config", required=True, help="configs/*.py with get_config()")
+        p.set_defaults(func=_cmd_train(name))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rest, overrides = _split_overrides(argv)
+    parser = build_parser()
+    args = parser.parse_args(rest)
+    args.overrides = overrides
+    if overrides and args.command not in TRAINERS:
+        parser.error(f"--config.* overrides apply to trainers only ({', '.join(TRAINERS)})")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    try:
+        args.func(args)
+    except JalignError as exc:
+        print(f"jalign {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
