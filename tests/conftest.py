@@ -69,7 +69,7 @@ def make_hf_checkpoint(folder: Path, family: str, seed: int = 0) -> Path:
         config, dtype=torch.float32, attn_implementation="eager"
     )
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for _name, p in model.named_parameters():
             if p.ndim == 1:  # norm scales and biases: off their default 1 / 0
                 p.add_(0.1 * torch.randn_like(p))
     model.save_pretrained(folder)

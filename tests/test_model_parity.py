@@ -47,13 +47,13 @@ def test_scanned_stack_loads_and_exports(hf_checkpoint, tmp_path):
 
 def test_sharded_index_and_bf16_round_trip(hf_checkpoint, tmp_path):
     folder = hf_checkpoint("llama")
-    cfg, graphdef, params = load_hf_model(folder, param_dtype="bfloat16")
+    cfg, _graphdef, params = load_hf_model(folder, param_dtype="bfloat16")
     assert params["embed"]["embedding"].dtype == jax.numpy.bfloat16
     out = save_hf_model(
         tmp_path / "sharded", cfg, params, source_config=folder, max_shard_bytes=20_000
     )
     assert (out / "model.safetensors.index.json").exists()
     assert len(list(out.glob("model-*-of-*.safetensors"))) > 1
-    cfg2, _, params2 = load_hf_model(out, param_dtype="bfloat16")
+    _cfg2, _, params2 = load_hf_model(out, param_dtype="bfloat16")
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(params2), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
