@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from jalign.errors import JalignError
+from jalign.runtime import configure_xla_flags
 
 TRAINERS = ("sft", "rm")
 
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    configure_xla_flags()
     argv = list(sys.argv[1:] if argv is None else argv)
     rest, overrides = _split_overrides(argv)
     parser = build_parser()

@@ -13,6 +13,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jalign.models.config import ModelConfig
@@ -79,19 +80,20 @@ class Linear(nnx.Module):
         return y
 
 
-def rope_inverse_frequencies(cfg: ModelConfig) -> jax.Array:
+def rope_inverse_frequencies(cfg: ModelConfig) -> np.ndarray:
     """Rotary inverse frequencies theta^(-2i/d), with linear or Llama-3 scaling.
 
-    Llama-3 scaling (Meta 2024): wavelengths above `original_max / low_freq_factor` are divided
-    by `factor`, those below `original_max / high_freq_factor` are kept, and the band in between
-    interpolates smoothly between the two.
+    Computed once in float64 on the host (a constant of the compiled program), then rounded to
+    float32. Llama-3 scaling (Meta 2024): wavelengths above `original_max / low_freq_factor` are
+    divided by `factor`, those below `original_max / high_freq_factor` are kept, and the band in
+    between interpolates smoothly between the two.
     """
     rope = cfg.rope
     dim = cfg.head_dim
-    inv = 1.0 / (rope.theta ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / dim))
+    inv = 1.0 / (rope.theta ** (np.arange(0, dim, 2, dtype=np.float64) / dim))
     if rope.rope_type == "linear":
-        return inv / rope.factor
-    if rope.rope_type == "llama3":
+        inv = inv / rope.factor
+    elif rope.rope_type == "llama3":
         low_wavelen = rope.original_max_position_embeddings / rope.low_freq_factor
         high_wavelen = rope.original_max_position_embeddings / rope.high_freq_factor
         wavelen = 2 * math.pi / inv
@@ -99,10 +101,10 @@ def rope_inverse_frequencies(cfg: ModelConfig) -> jax.Array:
             rope.high_freq_factor - rope.low_freq_factor
         )
         interpolated = (1 - smooth) * inv / rope.factor + smooth * inv
-        scaled = jnp.where(wavelen > low_wavelen, inv / rope.factor, inv)
+        scaled = np.where(wavelen > low_wavelen, inv / rope.factor, inv)
         mid_band = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
-        return jnp.where(mid_band, interpolated, scaled)
-    return inv
+        inv = np.where(mid_band, interpolated, scaled)
+    return inv.astype(np.float32)
 
 
 def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: jax.Array) -> jax.Array:
