@@ -1,0 +1,1 @@
+"""Policy evaluation: sampling on prompt sets, rewards, KL and win rates."""

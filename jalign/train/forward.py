@@ -1,0 +1,59 @@
+"""Forward passes shared by objectives: per-token logprobs, paired (chosen + rejected) passes in
+one concatenated call, and scalar heads read at each sequence's last real token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jalign.losses import chunked_shifted_logprobs, shifted_logprobs
+from jalign.models import apply, project
+
+SEQUENCE_KEYS = ("input_ids", "positions", "segment_ids", "loss_mask")
+
+
+def sequence_logprobs(
+    graphdef: nnx.GraphDef,
+    params: Any,
+    batch: dict,
+    chunk: int = 0,
+    with_logits: bool = False,
+    temperature: float = 1.0,
+) -> tuple[jax.Array, jax.Array | None]:
+    """log p(input_ids[t] | input_ids[<t]) for every t ([B, T], entry 0 is 0), and the logits.
+
+    With `chunk > 0` the logits are produced and reduced chunk by chunk over the sequence, so no
+    [B, T, V] float32 tensor exists at once (the head is re-applied in the backward pass).
+    """
+    ids, pos, seg = batch["input_ids"], batch["positions"], batch["segment_ids"]
+    if chunk > 0:
+        hidden, _ = apply(graphdef, params, ids, pos, seg, return_hidden=True)
+        unembed = lambda h: project(graphdef, params, h)  # noqa: E731
+        return chunked_shifted_logprobs(hidden, unembed, ids, chunk, temperature), None
+    logits, _ = apply(graphdef, params, ids, pos, seg)
+    return shifted_logprobs(logits, ids, temperature), (logits if with_logits else None)
+
+
+def paired(batch: dict) -> dict:
+    """chosen_* and rejected_* [B, T] -> one [2B, T] batch (chosen rows first)."""
+    return {
+        key: jnp.concatenate([batch[f"chosen_{key}"], batch[f"rejected_{key}"]], axis=0)
+        for key in SEQUENCE_KEYS
+    }
+
+
+def last_token_values(values: jax.Array, segment_ids: jax.Array) -> jax.Array:
+    """values [B, T] read at each row's last real token (right-padded rows)."""
+    last = jnp.maximum(jnp.sum(segment_ids > 0, axis=1) - 1, 0)
+    return jnp.take_along_axis(values, last[:, None], axis=1)[:, 0]
+
+
+def sequence_rewards(graphdef: nnx.GraphDef, params: Any, batch: dict) -> jax.Array:
+    """A scalar-head model's reward for each row: its output at the last real token."""
+    scores, _ = apply(
+        graphdef, params, batch["input_ids"], batch["positions"], batch["segment_ids"]
+    )
+    return last_token_values(scores, batch["segment_ids"])

@@ -1,0 +1,1 @@
+"""One module per objective: its loss, data kind, head and config section."""

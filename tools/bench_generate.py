@@ -1,0 +1,171 @@
+"""Generation throughput: jalign's KV-cache sampler vs transformers' `generate` (PyTorch, same
+weights, same batch and lengths, KV cache on), measured in one run.
+
+    .venv/bin/python tools/bench_generate.py [--quick]
+
+For each model it prints tokens/s for both and their ratio, then jalign's decode-step time
+against this machine's roofline (parameter + KV-cache bytes over the measured memory bandwidth;
+FLOPs over the measured matmul peak, both measured here in the same run) and the decode time per
+token at 128 and 512 new tokens (a KV cache keeps it near-flat).
+
+Greedy decoding with no EOS (every row decodes all new tokens) so both sides do the same work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM, LlamaConfig
+
+from jalign.interop import load_hf_model, smollm2_hf_folder
+from jalign.sampling import SamplingParams, generate, make_prompt_batch
+
+
+def _best_of(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def measure_memory_bandwidth(n_bytes: int = 256 * 2**20) -> float:
+    """Bytes/s of a large on-device copy-and-add (read 2 buffers, write 1)."""
+    x = jnp.ones(n_bytes // 4, jnp.float32)
+    y = jnp.ones(n_bytes // 4, jnp.float32)
+    add = jax.jit(lambda a, b: a + b)
+    add(x, y).block_until_ready()
+    seconds = _best_of(lambda: add(x, y).block_until_ready(), 5)
+    return 3 * n_bytes / seconds
+
+
+def measure_matmul_peak(n: int = 1024) -> float:
+    """FLOP/s of a large fp32 matmul."""
+    a = jnp.ones((n, n), jnp.float32)
+    mm = jax.jit(lambda a: a @ a)
+    mm(a).block_until_ready()
+    seconds = _best_of(lambda: mm(a).block_until_ready(), 5)
+    return 2 * n**3 / seconds
+
+
+def demo_size_folder(root: str) -> str:
+    """A random-init Llama-family model of a few million parameters, saved as an HF folder."""
+    cfg = LlamaConfig(
+        vocab_size=8192,
+        hidden_size=256,
+        intermediate_size=688,
+        num_hidden_layers=4,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    folder = os.path.join(root, "demo-size")
+    model.save_pretrained(folder)
+    return folder
+
+
+def bench_model(name: str, folder: str, batch: int, prompt: int, new_tokens: int, repeats: int):
+    cfg, graphdef, params = load_hf_model(folder)
+    rng = np.random.default_rng(0)
+    prompt_ids = rng.integers(10, cfg.vocab_size, size=(batch, prompt)).tolist()
+    prompts = make_prompt_batch(prompt_ids, buckets=[prompt])
+
+    def jalign_run(n_new: int):
+        sp = SamplingParams(temperature=0.0, max_new_tokens=n_new, eos_ids=())
+        return lambda: jax.block_until_ready(generate(graphdef, params, prompts, sp).tokens)
+
+    run = jalign_run(new_tokens)
+    run()  # compile
+    t_jalign = _best_of(run, repeats)
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    hf.generation_config.eos_token_id = None
+    ids = torch.tensor(prompt_ids)
+    attn = torch.ones_like(ids)
+
+    def hf_run():
+        with torch.no_grad():
+            hf.generate(
+                input_ids=ids,
+                attention_mask=attn,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                use_cache=True,
+                pad_token_id=0,
+            )
+
+    hf_run()
+    t_hf = _best_of(hf_run, repeats)
+    tokens = batch * new_tokens
+    print(f"\n== {name}: batch {batch}, prompt {prompt}, {new_tokens} new tokens, fp32")
+    print(f"jalign        {tokens / t_jalign:10.1f} tok/s  ({t_jalign:.3f} s)")
+    print(f"transformers  {tokens / t_hf:10.1f} tok/s  ({t_hf:.3f} s)")
+    print(f"ratio (jalign / transformers): {t_hf / t_jalign:.2f}x")
+
+    # Decode time per token at two lengths: (t(N) - t(1)) / (N - 1) removes the prefill.
+    per_token = {}
+    for n_new in (128, 512):
+        if prompt + n_new > cfg.max_position_embeddings:
+            continue
+        first, full = jalign_run(1), jalign_run(n_new)
+        first(), full()
+        per_token[n_new] = (_best_of(full, repeats) - _best_of(first, repeats)) / (n_new - 1)
+    for n_new, seconds in per_token.items():
+        print(f"decode time per step at {n_new} new tokens: {seconds * 1e3:.3f} ms")
+    if len(per_token) == 2:
+        print(f"per-step ratio 512 / 128: {per_token[512] / per_token[128]:.2f}")
+
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+    step = per_token.get(128) or (t_jalign / new_tokens)
+    cache_bytes = (
+        2 * cfg.num_layers * batch * (prompt + new_tokens) * cfg.num_kv_heads * cfg.head_dim * 4
+    )
+    step_bytes = 4 * n_params + cache_bytes
+    step_flops = (
+        2 * n_params * batch
+        + 4 * cfg.num_layers * batch * (prompt + new_tokens) * cfg.num_heads * cfg.head_dim
+    )
+    return step_bytes, step_flops, step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, demo-size model only")
+    args = parser.parse_args()
+    repeats = 1 if args.quick else 3
+    bandwidth = measure_memory_bandwidth()
+    peak = measure_matmul_peak()
+    print(
+        f"machine: {bandwidth / 1e9:.1f} GB/s memory bandwidth, {peak / 1e9:.1f} GFLOP/s fp32 matmul"
+    )
+    with tempfile.TemporaryDirectory() as root:
+        runs = [("demo-size llama", demo_size_folder(root), 8, 64, 128)]
+        if not args.quick:
+            runs.append(("SmolLM2-135M", str(smollm2_hf_folder()), 8, 64, 128))
+        for name, folder, batch, prompt, new in runs:
+            step_bytes, step_flops, step = bench_model(name, folder, batch, prompt, new, repeats)
+            bound = max(step_bytes / bandwidth, step_flops / peak)
+            print(
+                f"roofline: {step_bytes / 1e6:.1f} MB and {step_flops / 1e6:.1f} MFLOP per decode "
+                f"step -> bound {bound * 1e3:.3f} ms; measured {step * 1e3:.3f} ms "
+                f"= {bound / step:.0%} of roofline"
+            )
+
+
+if __name__ == "__main__":
+    main()
