@@ -22,7 +22,9 @@ def encode_prompts(tokenizer, prompts: list[str], chat: bool) -> list[list[int]]
         return [
             list(
                 tokenizer.apply_chat_template(
-                    [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True,
+                    [{"role": "user", "content": p}],
+                    add_generation_prompt=True,
+                    tokenize=True,
                     return_dict=False,
                 )
             )

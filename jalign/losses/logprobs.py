@@ -1,4 +1,5 @@
-"""Token log-probabilities, aligned with `loss_mask`: entry t is log p(input_ids[t] | <t).
+"""Token log-probabilities and entropies, plain or chunked, and the shift that aligns them with
+`loss_mask`: entry t of a *shifted* result is about log p(input_ids[t] | input_ids[<t]).
 
 The model's logits at t predict token t+1, so entry t comes from logits[:, t-1]; entry 0 (no
 context) is 0 and is never a target. All results are float32.
@@ -11,20 +12,79 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from jalign.errors import JalignError
+
 
 def token_logprobs(logits: jax.Array, targets: jax.Array, temperature: float = 1.0) -> jax.Array:
-    """log softmax(logits / temperature)[target], in float32. logits [..., V], targets [...]."""
+    """log softmax(logits / temperature)[target], float32. logits [..., V], targets [...]."""
     logits = logits.astype(jnp.float32) / temperature
     picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
     return picked - jax.nn.logsumexp(logits, axis=-1)
 
 
+def token_entropy(logits: jax.Array, temperature: float = 1.0) -> jax.Array:
+    """H = -sum_v p_v log p_v of p = softmax(logits / temperature), per position [...].
+
+    Vocabulary entries with p_v = 0 (e.g. logits masked to -inf) contribute 0, not NaN.
+    """
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32) / temperature, axis=-1)
+    p = jnp.exp(logp)
+    return -jnp.sum(p * jnp.where(p > 0, logp, 0.0), axis=-1)
+
+
 def shifted_logprobs(
     logits: jax.Array, input_ids: jax.Array, temperature: float = 1.0
 ) -> jax.Array:
-    """[B, T]: entry t = log p(input_ids[t] | input_ids[<t]); entry 0 = 0."""
+    """[B, T]: entry t = log p(input_ids[t] | input_ids[<t]) from logits[:, t-1]; entry 0 = 0.
+
+    Multiply by `loss_mask` (same alignment) to keep only the targets.
+    """
     lp = token_logprobs(logits[:, :-1], input_ids[:, 1:], temperature)
     return jnp.pad(lp, ((0, 0), (1, 0)))
+
+
+def shifted_entropy(logits: jax.Array, temperature: float = 1.0) -> jax.Array:
+    """[B, T]: entry t = entropy of the distribution that predicted input_ids[t]; entry 0 = 0."""
+    return jnp.pad(token_entropy(logits[:, :-1], temperature), ((0, 0), (1, 0)))
+
+
+def chunked_token_logprobs(
+    hidden: jax.Array,
+    unembed: Callable[[jax.Array], jax.Array],
+    targets: jax.Array,
+    chunk_size: int,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+) -> jax.Array | tuple[jax.Array, jax.Array]:
+    """`token_logprobs(unembed(hidden), targets)` without a [B, T, V] float32 tensor.
+
+    hidden [B, T, D] and targets [B, T] are already aligned (hidden[:, t] predicts
+    targets[:, t]); `unembed` maps [B, C, D] -> logits [B, C, V]. The T positions are cut into
+    chunks of `chunk_size` (the last one zero-padded); `jax.lax.map` makes each chunk's logits,
+    reduces them to one logprob (and, with `with_entropy`, one entropy) per position and drops
+    them, and `jax.checkpoint` recomputes them in the backward pass, so peak memory holds one
+    [B, chunk_size, V] block in either direction. Returns logps [B, T], or (logps, entropy).
+    """
+    if chunk_size <= 0:
+        raise JalignError(f"logprob chunk_size={chunk_size}; allowed: an integer > 0")
+    b, t, d = hidden.shape
+    n_chunks = max(-(-t // chunk_size), 1)
+    pad = n_chunks * chunk_size - t
+    h = jnp.pad(hidden, ((0, 0), (0, pad), (0, 0)))
+    ids = jnp.pad(targets, ((0, 0), (0, pad)))
+    h = h.reshape(b, n_chunks, chunk_size, d).swapaxes(0, 1)
+    ids = ids.reshape(b, n_chunks, chunk_size).swapaxes(0, 1)
+
+    @jax.checkpoint
+    def one_chunk(args: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, ...]:
+        h_chunk, ids_chunk = args
+        logits = unembed(h_chunk)
+        lp = token_logprobs(logits, ids_chunk, temperature)
+        return (lp, token_entropy(logits, temperature)) if with_entropy else (lp,)
+
+    outs = jax.lax.map(one_chunk, (h, ids))
+    outs = tuple(o.swapaxes(0, 1).reshape(b, -1)[:, :t] for o in outs)
+    return outs if with_entropy else outs[0]
 
 
 def chunked_shifted_logprobs(
@@ -33,40 +93,28 @@ def chunked_shifted_logprobs(
     input_ids: jax.Array,
     chunk_size: int,
     temperature: float = 1.0,
-) -> jax.Array:
-    """`shifted_logprobs(unembed(hidden), input_ids)` without a [B, T, V] float32 tensor.
-
-    The sequence is cut into chunks of `chunk_size` positions; each chunk's logits are made,
-    reduced to one logprob per position and dropped (`jax.checkpoint` recomputes them in the
-    backward pass), so peak memory holds one [B, chunk, V] block.
+    with_entropy: bool = False,
+) -> jax.Array | tuple[jax.Array, jax.Array]:
+    """`shifted_logprobs(unembed(hidden), input_ids)` (and, with `with_entropy`,
+    `shifted_entropy`) computed chunk by chunk: see `chunked_token_logprobs`. hidden [B, T, D]
+    are the final hidden states; the last position predicts nothing and is never unembedded.
     """
-    b, t, d = hidden.shape
-    n_chunks = -(-(t - 1) // chunk_size)
-    pad = n_chunks * chunk_size - (t - 1)
-    h = jnp.pad(hidden[:, :-1], ((0, 0), (0, pad), (0, 0)))
-    targets = jnp.pad(input_ids[:, 1:], ((0, 0), (0, pad)))
-    h = h.reshape(b, n_chunks, chunk_size, d).swapaxes(0, 1)
-    targets = targets.reshape(b, n_chunks, chunk_size).swapaxes(0, 1)
-
-    @jax.checkpoint
-    def one_chunk(args):
-        h_chunk, t_chunk = args
-        return token_logprobs(unembed(h_chunk), t_chunk, temperature)
-
-    lp = jax.lax.map(one_chunk, (h, targets)).swapaxes(0, 1).reshape(b, -1)[:, : t - 1]
-    return jnp.pad(lp, ((0, 0), (1, 0)))
-
-
-def token_entropy(logits: jax.Array, temperature: float = 1.0) -> jax.Array:
-    """Entropy H = -sum_v p_v log p_v of softmax(logits / temperature), per position."""
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32) / temperature, axis=-1)
-    return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+    outs = chunked_token_logprobs(
+        hidden[:, :-1], unembed, input_ids[:, 1:], chunk_size, temperature, with_entropy
+    )
+    shift = lambda x: jnp.pad(x, ((0, 0), (1, 0)))  # noqa: E731
+    return tuple(map(shift, outs)) if with_entropy else shift(outs)
 
 
 def masked_sum(values: jax.Array, mask: jax.Array, axis: int | None = None) -> jax.Array:
-    return jnp.sum(values * mask, axis=axis)
+    """sum(values * mask) over `axis` (all axes when None); e.g. axis=1 gives sequence logps.
+
+    Entries where mask == 0 are dropped, not multiplied: an inf or NaN there (a padding
+    position) never reaches the result or its gradient.
+    """
+    return jnp.sum(jnp.where(mask != 0, values, 0.0) * mask, axis=axis)
 
 
 def masked_mean(values: jax.Array, mask: jax.Array, axis: int | None = None) -> jax.Array:
-    """sum(values * mask) / max(sum(mask), 1): 0 (not NaN) where nothing is masked in."""
-    return jnp.sum(values * mask, axis=axis) / jnp.maximum(jnp.sum(mask, axis=axis), 1.0)
+    """masked_sum / max(sum(mask), 1): 0 (not NaN) where nothing is masked in."""
+    return masked_sum(values, mask, axis) / jnp.maximum(jnp.sum(mask, axis=axis), 1.0)

@@ -1,4 +1,4 @@
-"""Supervised fine-tuning cross-entropy."""
+"""Supervised fine-tuning cross-entropy and next-token accuracy."""
 
 from __future__ import annotations
 
@@ -6,40 +6,44 @@ import jax
 import jax.numpy as jnp
 
 from jalign.errors import JalignError
+from jalign.losses.aggregation import aggregate
 from jalign.losses.logprobs import masked_mean
 
 SFT_NORMALIZATIONS = ("token", "sequence")
+_AGGREGATION_OF = {"token": "token-mean", "sequence": "seq-mean-token-mean"}
 
 
 def sft_loss(
-    logps: jax.Array, mask: jax.Array, normalization: str = "token"
+    logps: jax.Array,
+    mask: jax.Array,
+    normalization: str = "token",
+    example_mask: jax.Array | None = None,
 ) -> tuple[jax.Array, dict, jax.Array]:
-    """Negative log-likelihood of the target tokens.
+    """Negative log-likelihood of the target tokens (maximum likelihood; Radford et al. 2018).
 
-    token:    L = -sum_{i,t} m_it log p_it / sum_{i,t} m_it   (every target token weighs the same)
-    sequence: L = -(1/N) sum_i [sum_t m_it log p_it / sum_t m_it]  (every sequence weighs the same;
-              N counts rows with at least one target)
+    logps [B, T] are log p(input_ids[t] | <t) (see `shifted_logprobs`), mask [B, T] marks the
+    targets, example_mask [B] (optional) drops padding rows.
 
-    Returns (loss, metrics, weight) where weight is the number of units averaged over (tokens or
-    sequences), for exact gradient accumulation.
+    token:    L = -sum_it m_it log p_it / sum_it m_it       (every target token weighs the same)
+    sequence: L = -(1/N) sum_i sum_t m_it log p_it / sum_t m_it   (every sequence weighs the
+              same; N counts rows with at least one target)
+
+    Returns (loss, metrics, weight): weight is the number of units averaged over (target tokens
+    or sequences) for exact gradient accumulation; metrics["nll"] is the per-token NLL.
     """
-    if normalization == "token":
-        weight = jnp.sum(mask)
-        loss = -masked_mean(logps, mask)
-    elif normalization == "sequence":
-        has_targets = (jnp.sum(mask, axis=1) > 0).astype(jnp.float32)
-        per_row = -masked_mean(logps, mask, axis=1)
-        weight = jnp.sum(has_targets)
-        loss = jnp.sum(per_row * has_targets) / jnp.maximum(weight, 1.0)
-    else:
+    if normalization not in _AGGREGATION_OF:
         raise JalignError(
             f"sft.loss_normalization={normalization!r}; allowed: {', '.join(SFT_NORMALIZATIONS)}"
         )
+    mask = mask.astype(jnp.float32)
+    if example_mask is not None:
+        mask = mask * example_mask.astype(jnp.float32)[:, None]
+    loss, weight = aggregate(-logps, mask, _AGGREGATION_OF[normalization])
     return loss, {"nll": -masked_mean(logps, mask)}, weight
 
 
 def token_accuracy(logits: jax.Array, input_ids: jax.Array, mask: jax.Array) -> jax.Array:
-    """Fraction of target tokens t where argmax(logits[t-1]) == input_ids[t]."""
+    """Fraction of target tokens t (mask [B, T]) where argmax(logits[:, t-1]) == input_ids[t]."""
     predicted = jnp.argmax(logits[:, :-1], axis=-1)
     correct = (predicted == input_ids[:, 1:]).astype(jnp.float32)
-    return masked_mean(correct, mask[:, 1:])
+    return masked_mean(correct, mask[:, 1:].astype(jnp.float32))
