@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from jalign.errors import JalignError
+from jalign.interop import load_hf_model
 from jalign.models import apply, create_model, from_hf_dict
 from jalign.sampling import (
     PromptBatch,
@@ -147,61 +148,6 @@ def _hf_model(model_type: str):
     return model.eval(), hf_cfg.to_dict()
 
 
-def _hf_state_to_paths(model_type: str, sd: dict, num_layers: int, tied: bool) -> dict:
-    """Test-only HF -> jalign converter: "/"-joined jalign param path -> array (to be replaced
-    by `jalign.interop.load_hf_model` once it lands)."""
-    sd = {k: v.detach().numpy() for k, v in sd.items()}
-    out = {}
-    if model_type == "gpt2":
-        out["embed/embedding"] = sd["transformer.wte.weight"]
-        out["pos_embed/embedding"] = sd["transformer.wpe.weight"]
-        out["final_norm/scale"] = sd["transformer.ln_f.weight"]
-        out["final_norm/bias"] = sd["transformer.ln_f.bias"]
-        for i in range(num_layers):
-            h, j = f"transformer.h.{i}.", f"layers/{i}/"
-            for src, dst in (("ln_1", "attn_norm"), ("ln_2", "mlp_norm")):
-                out[j + dst + "/scale"] = sd[h + src + ".weight"]
-                out[j + dst + "/bias"] = sd[h + src + ".bias"]
-            kernels = np.split(sd[h + "attn.c_attn.weight"], 3, axis=1)
-            biases = np.split(sd[h + "attn.c_attn.bias"], 3)
-            for name, kernel, bias in zip("qkv", kernels, biases, strict=True):
-                out[j + f"attn/{name}_proj/kernel"] = kernel
-                out[j + f"attn/{name}_proj/bias"] = bias
-            for src, dst in (("attn.c_proj", "attn/o_proj"), ("mlp.c_fc", "mlp/up_proj")):
-                out[j + dst + "/kernel"] = sd[h + src + ".weight"]
-                out[j + dst + "/bias"] = sd[h + src + ".bias"]
-            out[j + "mlp/down_proj/kernel"] = sd[h + "mlp.c_proj.weight"]
-            out[j + "mlp/down_proj/bias"] = sd[h + "mlp.c_proj.bias"]
-        return out
-    out["embed/embedding"] = sd["model.embed_tokens.weight"]
-    out["final_norm/scale"] = sd["model.norm.weight"]
-    if not tied:
-        out["lm_head/kernel"] = sd["lm_head.weight"].T
-    for i in range(num_layers):
-        h, j = f"model.layers.{i}.", f"layers/{i}/"
-        out[j + "attn_norm/scale"] = sd[h + "input_layernorm.weight"]
-        out[j + "mlp_norm/scale"] = sd[h + "post_attention_layernorm.weight"]
-        for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
-            out[j + f"attn/{name}/kernel"] = sd[h + f"self_attn.{name}.weight"].T
-            if h + f"self_attn.{name}.bias" in sd:
-                out[j + f"attn/{name}/bias"] = sd[h + f"self_attn.{name}.bias"]
-        for name in ("gate_proj", "up_proj", "down_proj"):
-            out[j + f"mlp/{name}/kernel"] = sd[h + f"mlp.{name}.weight"].T
-    return out
-
-
-def _load_into(template, arrays: dict[str, np.ndarray]):
-    def pick(path, leaf):
-        key = "/".join(str(p.key) for p in path)
-        value = arrays.pop(key)
-        assert value.shape == leaf.shape, key
-        return jnp.asarray(value, leaf.dtype)
-
-    params = jax.tree_util.tree_map_with_path(pick, template)
-    assert not arrays, f"unused converted weights: {sorted(arrays)}"
-    return params
-
-
 def _hf_generate(model, prompts: PromptBatch, eos):
     import torch
 
@@ -224,16 +170,12 @@ def _hf_generate(model, prompts: PromptBatch, eos):
 
 
 @pytest.mark.parametrize("model_type", ["llama", "qwen2", "gpt2"])
-def test_greedy_matches_transformers(model_type):
+def test_greedy_matches_transformers(model_type, tmp_path):
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
-    model, hf_dict = _hf_model(model_type)
-    cfg = from_hf_dict(hf_dict)
-    graphdef, template = create_model(cfg)
-    arrays = _hf_state_to_paths(
-        model_type, model.state_dict(), cfg.num_layers, cfg.tie_word_embeddings
-    )
-    params = _load_into(template, arrays)
+    model, _ = _hf_model(model_type)
+    model.save_pretrained(tmp_path)  # the same weights, through jalign's HF loader
+    _, graphdef, params = load_hf_model(tmp_path)
 
     prompts = make_prompt_batch(PROMPTS)
     with torch.no_grad():
