@@ -12,6 +12,8 @@ on the copies, so weighting per-row quantities by it makes the copies count noth
                     segments 1..k with positions restarting at 0 in each.
     preference      chosen_{input_ids,positions,segment_ids,loss_mask} and rejected_... [B, T]
                     (one T for both), prompt_lengths int32 [B], example_mask [B]
+    preference and unpaired batches carry record_index int32 [B]: each row's position in its
+                    source file (keys per-record caches such as reference logprobs)
     ranked          input_ids, positions, segment_ids, loss_mask [B, k, T]; scores float32
                     [B, k]; example_mask [B]
     prompt          prompt_ids, prompt_positions, prompt_segment_ids int32 [B, P] (left-padded),
@@ -25,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from jalign.data.schemas import EXAMPLE_MASK, PREFERENCE, PROMPT, RANKED, UNPAIRED
+from jalign.data.schemas import EXAMPLE_MASK, PREFERENCE, PROMPT, RANKED, RECORD_INDEX, UNPAIRED
 
 
 def bucket_width(length: int, widths: Sequence[int]) -> int:
@@ -87,6 +89,7 @@ class Collator:
         batch = self._rows(examples, prefix="")
         if self.kind == UNPAIRED:
             batch["labels"] = np.array([e["labels"] for e in examples], dtype=bool)
+            batch[RECORD_INDEX] = np.array([e[RECORD_INDEX] for e in examples], np.int32)
         return batch
 
     def _rows(self, examples: list[dict[str, Any]], prefix: str, width: int | None = None):
@@ -110,6 +113,7 @@ class Collator:
             **self._rows(examples, "chosen_", width),
             **self._rows(examples, "rejected_", width),
             "prompt_lengths": np.array([e["prompt_lengths"] for e in examples], np.int32),
+            RECORD_INDEX: np.array([e[RECORD_INDEX] for e in examples], np.int32),
         }
 
     def _ranked(self, examples: list[dict[str, Any]]) -> dict[str, Any]:

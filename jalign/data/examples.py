@@ -28,9 +28,11 @@ from jalign.data.config import DataConfig
 from jalign.data.encode import TextEncoder, Tokens
 from jalign.data.readers import RawRecord, parse_record
 from jalign.data.schemas import (
+    INDEXED_KINDS,
     PREFERENCE,
     PROMPT,
     RANKED,
+    RECORD_INDEX,
     SFT,
     UNPAIRED,
     VALIDATORS,
@@ -90,7 +92,10 @@ class ExampleEncoder:
         return guarded(raw, self._validate_and_encode, self.config.on_error)
 
     def _validate_and_encode(self, raw: RawRecord) -> Encoded:
-        return self._encode(validate(self.kind, raw))
+        encoded = self._encode(validate(self.kind, raw))
+        if self.kind in INDEXED_KINDS:
+            encoded.arrays[RECORD_INDEX] = np.int32(raw.index)
+        return encoded
 
     def _sequence(self, prompt: Any, response: Any) -> tuple[Tokens, bool]:
         tokens = self.text.sequence(prompt, response)

@@ -36,6 +36,7 @@ class RawRecord:
 
     where: str
     value: dict[str, Any] | bytes
+    index: int = -1  # position in its source: keys per-record caches (reference logprobs)
 
 
 def parse_record(raw: RawRecord) -> dict[str, Any]:
@@ -67,7 +68,7 @@ class _JsonlFile:
         return len(self.lines)
 
     def __getitem__(self, i: int) -> RawRecord:
-        return RawRecord(f"{self.path}:{self.line_numbers[i]}", self.lines[i])
+        return RawRecord(f"{self.path}:{self.line_numbers[i]}", self.lines[i], i)
 
 
 class _ParquetFile:
@@ -86,7 +87,7 @@ class _ParquetFile:
         return self.table.num_rows
 
     def __getitem__(self, i: int) -> RawRecord:
-        return RawRecord(f"{self.path} row {i}", self.table.slice(i, 1).to_pylist()[0])
+        return RawRecord(f"{self.path} row {i}", self.table.slice(i, 1).to_pylist()[0], i)
 
 
 class _DiskDataset:
@@ -103,7 +104,7 @@ class _DiskDataset:
         return len(self.dataset)
 
     def __getitem__(self, i: int) -> RawRecord:
-        return RawRecord(f"{self.path} row {i}", self.dataset[i])
+        return RawRecord(f"{self.path} row {i}", self.dataset[i], i)
 
 
 _FILE_READERS = {".jsonl": _JsonlFile, ".parquet": _ParquetFile}

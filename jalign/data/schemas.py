@@ -36,6 +36,8 @@ KINDS = (SFT, PREFERENCE, UNPAIRED, RANKED, PROMPT)
 # Batch keys of a prompt batch; pass-through fields may not use them.
 PROMPT_BATCH_KEYS = ("prompt", "prompt_ids", "prompt_positions", "prompt_segment_ids")
 EXAMPLE_MASK = "example_mask"
+RECORD_INDEX = "record_index"
+INDEXED_KINDS = (PREFERENCE, UNPAIRED)  # batches that say which source record each row is
 
 _MESSAGES = '[{"role": str, "content": str}, ...]'
 FORMATS = {
