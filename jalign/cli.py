@@ -5,6 +5,7 @@
     jalign generate MODEL --prompt "..." [--chat] [--max-new-tokens N] [--temperature T] [--json]
     jalign sft --config configs/sft_demo.py [--config.optimizer.lr=1e-4 ...]
     jalign rm  --config configs/rm_demo.py
+    jalign dpo --config configs/dpo_demo.py [--config.dpo.loss_type=ipo]
 
 User errors (`JalignError`) print as one line on stderr and exit with status 2.
 """
@@ -20,7 +21,7 @@ from collections.abc import Callable, Sequence
 from jalign.errors import JalignError
 from jalign.runtime import configure_xla_flags
 
-TRAINERS = ("sft", "rm")
+TRAINERS = ("sft", "rm", "dpo")
 
 
 def _split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -87,6 +87,11 @@ class _Evaluator:
             return {"loss": loss, **aux["metrics"]}, aux["weight"]
 
         self.metrics_fn = jax.jit(metrics_fn)
+        self.frozen_for_eval = (
+            (lambda frozen: objective.eval_frozen(ctx, frozen))
+            if objective.eval_frozen
+            else (lambda frozen: frozen)
+        )
 
     def batches(self) -> Iterator[dict]:
         iterator = self.pipeline.iterator()
@@ -98,7 +103,7 @@ class _Evaluator:
         weight_total = 0.0
         for batch in self.batches():
             metrics, weight = self.metrics_fn(
-                state.params, state.frozen, _device_batch(batch, self.mesh)
+                state.params, self.frozen_for_eval(state.frozen), _device_batch(batch, self.mesh)
             )
             metrics, weight = jax.device_get((metrics, weight))
             weight_total += float(weight)

@@ -40,8 +40,10 @@ class Objective:
     defaults: the objective's own config section.
     make_loss: RunContext -> loss_fn(params, frozen, batch, rng) -> (loss, aux).
     make_frozen: (RunContext, initial params) -> pytree kept fixed in the train state.
-    finalize: (RunContext, final state, eval iterator factory) -> (params, extra metrics), run once
-        after training (e.g. reward centring); None keeps the params as they are.
+    eval_frozen: (RunContext, frozen) -> the frozen inputs evaluation uses (e.g. the eval set's
+        precomputed reference table); None uses the training ones.
+    finalize: (RunContext, final state, evaluator) -> (params, extra metrics), run once after
+        training (e.g. reward centring); None keeps the params as they are.
     choices / checks: schema additions for the objective's section.
     """
 
@@ -51,6 +53,7 @@ class Objective:
     defaults: Mapping[str, Any]
     make_loss: Callable[[RunContext], LossFn]
     make_frozen: Callable[[RunContext, Any], Any] | None = None
+    eval_frozen: Callable[[RunContext, Any], Any] | None = None
     finalize: Callable[..., tuple[Any, dict]] | None = None
     choices: Mapping[str, tuple] = dataclasses.field(default_factory=dict)
     checks: Mapping[str, Check] = dataclasses.field(default_factory=dict)
