@@ -59,7 +59,9 @@ def test_missing_weights_and_missing_tensors(tmp_path, hf_checkpoint):
     ):
         load_hf_model(folder)
     (folder / "model.safetensors").unlink()
-    with pytest.raises(JalignError, match=r"no model\.safetensors or model\.safetensors\.index\.json"):
+    with pytest.raises(
+        JalignError, match=r"no model\.safetensors or model\.safetensors\.index\.json"
+    ):
         load_hf_model(folder)
 
 

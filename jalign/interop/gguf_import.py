@@ -50,7 +50,9 @@ def _open(path: Path):
     try:
         return gguf.GGUFReader(str(path))
     except Exception as exc:  # the reader raises many types on a damaged file
-        raise JalignError(f"{path}: not a readable GGUF file ({type(exc).__name__}: {exc})") from None
+        raise JalignError(
+            f"{path}: not a readable GGUF file ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def _field(reader, key: str, path: Path, default: Any = None) -> Any:
@@ -138,7 +140,9 @@ def gguf_tokenizer(reader, path: Path, folder: Path) -> None:
 
     kind = _field(reader, "tokenizer.ggml.model", path)
     if kind != "gpt2":
-        raise JalignError(f"{path}: tokenizer model {kind!r} is not supported; supported: gpt2 (BPE)")
+        raise JalignError(
+            f"{path}: tokenizer model {kind!r} is not supported; supported: gpt2 (BPE)"
+        )
     tokens = list(_field(reader, "tokenizer.ggml.tokens", path))
     merges = [tuple(m.split(" ", 1)) for m in _field(reader, "tokenizer.ggml.merges", path)]
     types = list(_field(reader, "tokenizer.ggml.token_type", path, [1] * len(tokens)))
