@@ -59,7 +59,10 @@ def data_config(cfg: ml_collections.ConfigDict, **changes: Any) -> DataConfig:
 
 
 def _batch_tokens(batch: dict) -> int:
-    return int(sum(np.asarray(v).sum() for k, v in batch.items() if k.endswith("segment_ids")))
+    """Real (non-padding) tokens in a batch, over every sequence field."""
+    return int(
+        sum((np.asarray(v) > 0).sum() for k, v in batch.items() if k.endswith("segment_ids"))
+    )
 
 
 def _device_batch(batch: dict, mesh) -> dict:
@@ -187,7 +190,8 @@ def train(cfg: ml_collections.ConfigDict, objective: Objective) -> TrainResult:
             state, step_metrics = step_fn(state, _device_batch(batch, mesh))
             throughput.update(step, _batch_tokens(batch))
             is_last = step == total
-            if step % cfg.train.log_every == 0 or is_last:
+            # Checked before every save too, so no checkpoint follows a non-finite step.
+            if step % cfg.train.log_every == 0 or step % cfg.train.save_every == 0 or is_last:
                 metrics = logger.log(step, {**step_metrics, **throughput.rates()})
                 check_finite(metrics, step, last_saved)
             if evaluator.enabled and (step % cfg.train.eval_every == 0 or is_last):
