@@ -100,9 +100,10 @@ def padded_batch(vocab: int, seed: int = 0):
     return ids, mask, positions
 
 
-def hf_logits(folder: Path, ids, mask, positions) -> np.ndarray:
+def hf_logits(folder: Path, ids, mask, positions, dtype=None) -> np.ndarray:
+    """transformers' logits (eager attention) in float32, or in `dtype` (e.g. torch.float64)."""
     model = transformers.AutoModelForCausalLM.from_pretrained(
-        folder, attn_implementation="eager", dtype=torch.float32
+        folder, attn_implementation="eager", dtype=dtype or torch.float32
     ).eval()
     with torch.no_grad():
         out = model(

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import hf_logits
 from jalign.errors import JalignError
@@ -47,14 +48,24 @@ def test_smollm2_logits_match_transformers_on_padded_batch(smollm2):
     rng = np.random.default_rng(0)
     ids = rng.integers(100, cfg.vocab_size, (2, 24))
     mask = np.ones_like(ids)
-    mask[0, 18:] = 0
-    mask[1, :5] = 0
+    mask[0, 18:] = 0  # right padding
+    mask[1, :5] = 0  # left padding
     positions = np.maximum(mask.cumsum(1) - 1, 0)
-    expected = hf_logits(smollm2, ids, mask, positions)
     got, _ = apply(
         graphdef, params, ids.astype(np.int32), positions.astype(np.int32), mask.astype(np.int32)
     )
-    assert np.abs(np.asarray(got) - expected)[mask.astype(bool)].max() <= 1e-4
+    got = np.asarray(got)
+    # The reference is transformers in float64, each row without its padding (the padded batch
+    # means the same computation). Over 30 layers, with first-token activations near 2e4,
+    # PyTorch's own float32 result sits ~6e-5 from it, so comparing two float32 runs would
+    # measure both implementations' rounding rather than jalign's.
+    for row in range(2):
+        real = mask[row].astype(bool)
+        tokens = ids[row, real][None]
+        expected = hf_logits(
+            smollm2, tokens, np.ones_like(tokens), np.arange(tokens.shape[1])[None], torch.float64
+        )[0]
+        assert np.abs(got[row, real] - expected).max() <= 1e-4
 
 
 def test_smollm2_tokenizer_and_chat_template(smollm2):

