@@ -1,11 +1,7 @@
 """The sharded sampler on 8 simulated CPU devices gives the single-device completions.
 
-Run in its own pytest process (XLA_FLAGS must be set before jax is imported).
+The repository's conftest.py gives every test process 8 simulated CPU devices.
 """
-
-import os
-
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
 
 import jax
 import numpy as np
@@ -22,9 +18,8 @@ from jalign.sampling import (
     make_prompt_batch,
 )
 
-# Only when jax was initialised before this module set XLA_FLAGS (run it in its own process).
 pytestmark = pytest.mark.skipif(
-    jax.device_count() != 8, reason="needs 8 simulated devices: run in its own pytest process"
+    jax.device_count() != 8, reason="needs 8 devices (conftest.py sets XLA_FLAGS for that)"
 )
 
 CFG = from_hf_dict(

@@ -1,13 +1,7 @@
 """Rule shardings, shard plans, batches and constraints on meshes of 8 simulated CPU devices.
 
-Run in its own pytest process (XLA_FLAGS must be set before jax is imported).
+The repository's conftest.py gives every test process 8 simulated CPU devices.
 """
-
-import os
-
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-).strip()
 
 import math
 
