@@ -66,27 +66,20 @@ class DecoderLM(nnx.Module):
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         self.cfg = cfg
         self.head = head
-        param_dtype = jnp.dtype(cfg.param_dtype)
-        init = nnx.initializers.normal(0.02)
-        self.embed = nnx.Embed(
-            cfg.vocab_size,
-            cfg.hidden_size,
-            dtype=jnp.dtype(cfg.dtype),
-            param_dtype=param_dtype,
-            embedding_init=init,
-            rngs=rngs,
-        )
-        if cfg.position_kind == "learned":
-            self.pos_embed = nnx.Embed(
-                cfg.max_position_embeddings,
+
+        def table(rows: int) -> nnx.Embed:
+            return nnx.Embed(
+                rows,
                 cfg.hidden_size,
                 dtype=jnp.dtype(cfg.dtype),
-                param_dtype=param_dtype,
-                embedding_init=init,
+                param_dtype=jnp.dtype(cfg.param_dtype),
+                embedding_init=nnx.initializers.normal(0.02),
                 rngs=rngs,
             )
-        else:
-            self.pos_embed = None
+
+        self.embed = table(cfg.vocab_size)
+        learned = cfg.position_kind == "learned"
+        self.pos_embed = table(cfg.max_position_embeddings) if learned else None
         if cfg.scan_layers:
 
             @nnx.split_rngs(splits=cfg.num_layers)
