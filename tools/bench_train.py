@@ -11,7 +11,8 @@ Both sides train on the same random token rows (no padding, no packing) with a f
 next-token loss (every token but the first is a target), AdamW (betas 0.9 / 0.999, eps 1e-8,
 no weight decay) at a constant learning rate, and gradient clipping at global norm 1.0.
 
-What is timed, per optimizer step, after a few untimed warmup steps (compilation included):
+What is timed: the median over the timed steps of the wall-clock time of one optimizer step,
+after a few untimed warmup steps (compilation included):
 - jalign: the jitted `make_train_step` (SFT objective loss from `jalign.train.objectives.sft`:
   forward, backward, clip, AdamW, metrics) called on a host numpy batch, ending with
   `block_until_ready` on the loss; the time between consecutive step ends.
@@ -83,6 +84,12 @@ def jalign_batch(ids: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+def median_step(ends: list[float], run: Run) -> float:
+    """Median seconds between consecutive step ends after the warmup steps (the median, not the
+    mean, so a burst of load from other processes during one step does not skew it)."""
+    return float(np.median(np.diff(ends[run.warmup - 1 :])))
+
+
 def bench_jalign(run: Run) -> tuple[float, float, ModelConfig, int]:
     """(seconds per timed step, first-step loss, model config, parameter count)."""
     cfg, graphdef, params = load_hf_model(run.folder)
@@ -115,7 +122,7 @@ def bench_jalign(run: Run) -> tuple[float, float, ModelConfig, int]:
         ends.append(time.perf_counter())
         if i == 0:
             first_loss = float(loss)
-    return (ends[-1] - ends[run.warmup - 1]) / run.timed, first_loss, cfg, n_params
+    return median_step(ends, run), first_loss, cfg, n_params
 
 
 class StepClock(TrainerCallback):
@@ -172,8 +179,7 @@ def bench_trl(run: Run, vocab_size: int, tokenizer_folder: str) -> tuple[float, 
         )
         trainer.remove_callback(PrinterCallback)  # its end-of-training summary line
         trainer.train()
-    ends = clock.ends
-    return (ends[-1] - ends[run.warmup - 1]) / run.timed, first_loss
+    return median_step(clock.ends, run), first_loss
 
 
 def step_flops(cfg: ModelConfig, n_params: int, batch: int, seq: int) -> float:
@@ -191,7 +197,8 @@ def bench(run: Run, peak: float, tokenizer_folder: str) -> None:
     tokens = run.batch * run.seq
     print(
         f"\n== {run.name} ({n_params / 1e6:.1f}M params): batch {run.batch}, seq {run.seq}, "
-        f"fp32, {run.warmup} warmup + {run.timed} timed steps"
+        f"fp32, {run.warmup} warmup + {run.timed} timed steps (median step), "
+        f"load average now {os.getloadavg()[0]:.2f}"
     )
     print(f"first-batch loss: jalign {loss_jalign:.4f}, transformers {loss_trl:.4f}")
     print(f"jalign  {tokens / t_jalign:10.1f} tok/s  ({t_jalign * 1e3:.1f} ms/step)")
