@@ -297,7 +297,7 @@ def test_chat_records_need_a_prefix_consistent_template(tmp_path, word_tokenizer
     original = word_tokenizer.chat_template
     try:
         word_tokenizer.chat_template = None
-        with pytest.raises(JalignError, match="need a chat template, and the tokenizer has none"):
+        with pytest.raises(JalignError, match="needs a chat template, and the tokenizer has none"):
             all_batches(
                 make_pipeline(tmp_path, [{"messages": CONVERSATION}], "sft", word_tokenizer)
             )

@@ -14,7 +14,7 @@ from jalign.data.pipeline import BatchIterator, DataPipeline
 from jalign.data.readers import RawRecord, RecordSource, open_records, parse_record
 from jalign.data.schemas import KINDS, PREFERENCE, PROMPT, RANKED, SFT, UNPAIRED, Example
 from jalign.data.stats import DataStats
-from jalign.data.tokenizer import load_tokenizer, pad_token_id
+from jalign.data.tokenizer import load_tokenizer, pad_token_id, render_chat
 
 __all__ = [
     "KINDS",
@@ -35,4 +35,5 @@ __all__ = [
     "open_records",
     "pad_token_id",
     "parse_record",
+    "render_chat",
 ]

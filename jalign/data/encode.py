@@ -27,7 +27,7 @@ from transformers import PreTrainedTokenizerBase
 
 from jalign.data.config import DataConfig
 from jalign.data.schemas import Message, Text
-from jalign.data.tokenizer import adds_bos_by_default
+from jalign.data.tokenizer import adds_bos_by_default, render_chat
 from jalign.errors import JalignError
 
 
@@ -63,17 +63,7 @@ class TextEncoder:
         return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
 
     def _render(self, messages: list[Message], generation_prompt: bool) -> str:
-        if self.tokenizer.chat_template is None:
-            raise JalignError(
-                "records in chat form (message lists) need a chat template, and the tokenizer "
-                "has none; allowed: plain-text records, or a tokenizer folder with a chat_template"
-            )
-        try:
-            return self.tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=generation_prompt
-            )
-        except Exception as e:  # jinja2 raises many types, incl. the template's raise_exception
-            raise JalignError(f"the chat template failed to render a conversation: {e}") from e
+        return render_chat(self.tokenizer, messages, generation_prompt)
 
     def _chat_pieces(self, messages: list[Message], first_target: int) -> list[tuple[str, bool]]:
         """The rendered conversation split into (text, is_target) pieces; the targets are the

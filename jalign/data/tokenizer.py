@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
@@ -41,3 +42,23 @@ def adds_bos_by_default(tokenizer: PreTrainedTokenizerBase) -> bool:
     """Whether the tokenizer itself puts BOS before a text (as Llama's does and GPT-2's doesn't)."""
     bos = tokenizer.bos_token_id
     return bos is not None and tokenizer("a")["input_ids"][:1] == [bos]
+
+
+def render_chat(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: list[dict[str, Any]],
+    generation_prompt: bool = True,
+) -> str:
+    """A conversation rendered to text by the tokenizer's chat template (tokenize it with
+    `add_special_tokens=False`: the template writes its own special tokens)."""
+    if tokenizer.chat_template is None:
+        raise JalignError(
+            "chat-form input (message lists) needs a chat template, and the tokenizer has none; "
+            "allowed: plain-text input, or a tokenizer folder with a chat_template"
+        )
+    try:
+        return tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=generation_prompt
+        )
+    except Exception as e:  # jinja2 raises many types, incl. the template's raise_exception
+        raise JalignError(f"the chat template failed to render a conversation: {e}") from e
