@@ -1,4 +1,5 @@
-"""The training loop shared by every offline trainer (SFT, reward modeling, the DPO family).
+"""The training loop shared by every trainer that learns from a data set (SFT, reward
+modeling, the DPO family offline and semi-online).
 
     result = train(config, objective)
 
@@ -7,7 +8,8 @@ straight onto the mesh; build the optimizer and the train state; compile the ste
 batch shape; restore the last complete checkpoint of the run directory (params, optimizer
 state, step, rng and the data iterator's position) if there is one; then step, log, evaluate
 and checkpoint until `train.total_steps`; finally run the objective's `finalize` and export the
-weights as an HF folder. A run killed at any point resumes from its last checkpoint and
+weights as an HF folder. The training data is a pipeline over `data.train` unless the objective
+supplies its own (`Objective.make_data`: semi-online rounds). A run killed at any point resumes from its last checkpoint and
 produces the same losses, step for step, as an uninterrupted run.
 """
 
@@ -30,7 +32,7 @@ from jalign.errors import JalignError
 from jalign.metrics import MetricsLogger, Throughput
 from jalign.sharding import batch_sharding, make_mesh, shard_batch
 from jalign.train.model_setup import LoadedModel, export_model, load_model, state_shardings
-from jalign.train.objective import Objective, RunContext
+from jalign.train.objective import Objective, RunContext, TrainingData
 from jalign.train.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
 from jalign.train.state import TrainState, compile_step, init_train_state, make_train_step
 
@@ -65,6 +67,32 @@ def _batch_tokens(batch: dict) -> int:
     )
 
 
+class StaticData:
+    """The default `TrainingData`: one pipeline over a fixed file."""
+
+    def __init__(self, path: str, kind: str, tokenizer: Any, cfg: DataConfig, batch_size: int):
+        if not path:
+            raise JalignError(
+                "config key 'data.train' is empty; set it to a JSONL/parquet/dataset path"
+            )
+        self.name = str(path)
+        self._batches = DataPipeline(path, kind, tokenizer, cfg, batch_size).iterator()
+        self.stats = self._batches.stats
+
+    def prepare(self, step: int, state: TrainState) -> tuple[TrainState, dict[str, float]]:
+        del step
+        return state, {}
+
+    def __next__(self) -> dict:
+        return next(self._batches)
+
+    def get_state(self) -> dict:
+        return self._batches.get_state()
+
+    def set_state(self, state: dict) -> None:
+        self._batches.set_state(state)
+
+
 def _device_batch(batch: dict, mesh) -> dict:
     arrays = {k: v for k, v in batch.items() if isinstance(v, np.ndarray)}
     return shard_batch(arrays, mesh)
@@ -80,7 +108,7 @@ class _Evaluator:
             return
         eval_data = data_config(cfg, shuffle=False, num_epochs=1, drop_remainder=False)
         self.pipeline = DataPipeline(
-            cfg.data.eval, objective.data_kind, ctx.tokenizer, eval_data, batch_size
+            cfg.data.eval, objective.kind(cfg), ctx.tokenizer, eval_data, batch_size
         )
         self.max_batches = cfg.train.eval_batches
         self.mesh = ctx.mesh
@@ -117,10 +145,8 @@ class _Evaluator:
 
 def train(cfg: ml_collections.ConfigDict, objective: Objective) -> TrainResult:
     """Run (or resume) one training run described by `cfg`."""
-    if not cfg.data.train:
-        raise JalignError(
-            "config key 'data.train' is empty; set it to a JSONL/parquet/dataset path"
-        )
+    if objective.validate is not None:
+        objective.validate(cfg)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir)
@@ -150,10 +176,13 @@ def train(cfg: ml_collections.ConfigDict, objective: Objective) -> TrainResult:
         batch_sharding(mesh),
     )
     batch_size = cfg.train.batch_size * cfg.train.grad_accum_steps
-    pipeline = DataPipeline(
-        cfg.data.train, objective.data_kind, tokenizer, data_config(cfg), batch_size
+    batches: TrainingData | None = (
+        objective.make_data(ctx, batch_size) if objective.make_data else None
     )
-    batches = pipeline.iterator()
+    if batches is None:
+        batches = StaticData(
+            cfg.data.train, objective.kind(cfg), tokenizer, data_config(cfg), batch_size
+        )
     evaluator = _Evaluator(ctx, objective, loss_fn, cfg.train.batch_size)
 
     checkpoints = CheckpointManager(
@@ -180,11 +209,14 @@ def train(cfg: ml_collections.ConfigDict, objective: Objective) -> TrainResult:
         run_dir, resume_step=start_step if restored is not None else None, total_steps=total
     ) as logger:
         for step in range(start_step + 1, total + 1):
+            state, data_metrics = batches.prepare(step, state)
+            if data_metrics:
+                logger.log(step, data_metrics)
             try:
                 batch = next(batches)
             except StopIteration:
                 raise JalignError(
-                    f"{cfg.data.train}: the data ran out at step {step} of {total}; raise "
+                    f"{batches.name}: the data ran out at step {step} of {total}; raise "
                     "data.num_epochs (None repeats forever) or lower train.total_steps"
                 ) from None
             state, step_metrics = step_fn(state, _device_batch(batch, mesh))
@@ -206,7 +238,7 @@ def train(cfg: ml_collections.ConfigDict, objective: Objective) -> TrainResult:
             params, final_metrics = objective.finalize(ctx, state, evaluator)
             logger.log(total, final_metrics)
             metrics.update(final_metrics)
-    stats = batches.stats.summary()
+    stats = batches.stats.summary() if batches.stats is not None else ""
     if stats:
         log.info("data: %s", stats)
     if cfg.train.export_hf:

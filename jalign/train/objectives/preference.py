@@ -1,14 +1,23 @@
-"""The DPO family as one objective: sequence log-probabilities of chosen and rejected
-completions (one concatenated forward pass), a reference, and `jalign.losses.preference_loss`.
+"""The DPO family as one objective (`jalign dpo`), chosen by `dpo.loss_type`:
+
+- the paired types (`jalign.losses.PREFERENCE_LOSS_TYPES`: sigmoid, robust, ipo, hinge, simpo,
+  orpo, cpo, kldpo, wdpo) read preference pairs; chosen and rejected completions run through the
+  model in one concatenated forward pass and `jalign.losses.preference_loss` compares them;
+- `kto` reads unpaired records {"prompt", "completion", "label"} (`objectives.kto`);
+- `rrhf` reads ranked records {"prompt", "responses", "scores"} (`objectives.rrhf`).
 
 Reference handling (`dpo.reference`):
 - "live": a frozen copy of the initial policy (or of `dpo.reference_path`) rides in the train
   state and is run alongside the policy each step;
-- "precomputed": the reference's log-probabilities of every training and eval record are
-  computed once, before training, and cached in the run directory under a key that hashes the
-  reference weights, the data files and the data settings (a stale cache is never reused); no
-  reference model is in memory during training;
-- reference-free loss types (simpo, orpo, cpo) use none.
+- "precomputed" (paired types): the reference's log-probabilities of every training and eval
+  record are computed once, before training, and cached in the run directory under a key that
+  hashes the reference weights, the data files and the data settings (a stale cache is never
+  reused); no reference model is in memory during training. KTO cannot use it: its reference
+  point needs the reference on mismatched pairs drawn from each batch;
+- reference-free types (simpo, orpo, cpo, rrhf) use none.
+
+`dpo.online.every > 0` makes the run semi-online (`jalign.train.online`): the training pairs are
+regenerated from the current policy every that many steps.
 """
 
 from __future__ import annotations
@@ -22,44 +31,85 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
+from jalign.config import at_least, greater_than
 from jalign.data import PREFERENCE, DataPipeline
-from jalign.data.schemas import RECORD_INDEX
+from jalign.data.schemas import RANKED, RECORD_INDEX, UNPAIRED
+from jalign.errors import JalignError
 from jalign.losses import PREFERENCE_LOSS_TYPES, PreferenceLossConfig, preference_loss
 from jalign.sharding import shard_batch
-from jalign.train.forward import paired, sequence_logprobs
+from jalign.train.forward import paired
 from jalign.train.objective import Objective, RunContext
+from jalign.train.objectives.completions import CompletionLogps, completion_logps
+from jalign.train.objectives.kto import make_kto_loss
+from jalign.train.objectives.rrhf import make_rrhf_loss
+from jalign.train.online import ONLINE_CHOICES, ONLINE_DEFAULTS, OnlineData, check_online
 
 REFERENCE_MODES = ("live", "precomputed")
+KTO, RRHF = "kto", "rrhf"
+LOSS_TYPES = (*PREFERENCE_LOSS_TYPES, KTO, RRHF)
 _LOSS_KEYS = tuple(f.name for f in dataclasses.fields(PreferenceLossConfig))
+# Keys of the paired loss config that KTO and RRHF have no use for: they must stay 0.
+_PAIRED_ONLY_KEYS = ("label_smoothing", "rpo_alpha")
 
 
-def loss_config(ctx: RunContext) -> PreferenceLossConfig:
-    return PreferenceLossConfig(**{k: ctx.config.dpo[k] for k in _LOSS_KEYS})
+def data_kind(config: ml_collections.ConfigDict) -> str:
+    """Pairs for the paired types, unpaired records for KTO, ranked records for RRHF."""
+    return {KTO: UNPAIRED, RRHF: RANKED}.get(config.dpo.loss_type, PREFERENCE)
 
 
-def pair_logps(
-    graphdef: nnx.GraphDef, params: Any, batch: dict, chunk: int = 0
-) -> tuple[jax.Array, jax.Array, jax.Array | None]:
-    """Summed completion log-probs [2B] (chosen rows first), completion lengths [2B] and the mean
-    logit over each completion's tokens (None when logprobs are chunked)."""
-    pb = paired(batch)
-    mask = pb["loss_mask"]
-    logps, logits = sequence_logprobs(graphdef, params, pb, chunk, with_logits=chunk <= 0)
-    lengths = jnp.sum(mask, axis=1)
-    mean_logits = None
-    if logits is not None:
-        # logits[t-1] scored token t: shift the mask to the predicting positions.
-        token_means = jnp.mean(logits, axis=-1)[:, :-1]
-        mean_logits = jnp.sum(token_means * mask[:, 1:], 1) / jnp.maximum(lengths, 1.0)
-    return jnp.sum(logps * mask, axis=1), lengths, mean_logits
+def loss_config(config: ml_collections.ConfigDict) -> PreferenceLossConfig:
+    return PreferenceLossConfig(**{k: config.dpo[k] for k in _LOSS_KEYS})
 
 
-def make_preference_loss(ctx: RunContext) -> Callable:
-    cfg = loss_config(ctx)
+def needs_reference(config: ml_collections.ConfigDict) -> bool:
+    kind = config.dpo.loss_type
+    if kind in (KTO, RRHF):
+        return kind == KTO
+    return loss_config(config).needs_reference
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Rules across the `dpo` keys (the loss type's own values are checked by its config)."""
+    dpo = config.dpo
+    if dpo.loss_type in (KTO, RRHF):
+        for key in _PAIRED_ONLY_KEYS:
+            if dpo[key] != 0:
+                raise JalignError(
+                    f"config key 'dpo.{key}' is {dpo[key]!r}, which loss_type={dpo.loss_type!r} "
+                    f"does not use; allowed: 0 (it applies to the paired loss types)"
+                )
+    else:
+        loss_config(config)
+    if dpo.loss_type == KTO and dpo.reference == "precomputed":
+        raise JalignError(
+            "config key 'dpo.reference' is 'precomputed', which loss_type='kto' cannot use (its "
+            "reference point runs the reference on mismatched pairs drawn from each batch); "
+            "allowed: 'live'"
+        )
+    check_online(config, paired=dpo.loss_type in PREFERENCE_LOSS_TYPES)
+
+
+def pair_logps(graphdef: nnx.GraphDef, params: Any, batch: dict, chunk: int = 0) -> CompletionLogps:
+    """`completion_logps` of a preference batch's [2B] rows, chosen rows first."""
+    return completion_logps(graphdef, params, paired(batch), chunk)
+
+
+def make_loss(ctx: RunContext) -> Callable:
+    kind = ctx.config.dpo.loss_type
+    if kind == KTO:
+        return make_kto_loss(ctx)
+    if kind == RRHF:
+        return make_rrhf_loss(ctx)
+    return make_paired_loss(ctx)
+
+
+def make_paired_loss(ctx: RunContext) -> Callable:
+    cfg = loss_config(ctx.config)
     chunk = ctx.config.dpo.logprob_chunk
 
     def loss_fn(params, frozen, batch, rng):
@@ -73,7 +123,7 @@ def make_preference_loss(ctx: RunContext) -> Callable:
                 ref = frozen["ref_table"][batch[RECORD_INDEX]]
                 ref_chosen, ref_rejected = ref[:, 0], ref[:, 1]
             else:
-                ref_logps, _, _ = pair_logps(ctx.graphdef, frozen["ref_params"], batch, chunk)
+                ref_logps = pair_logps(ctx.graphdef, frozen["ref_params"], batch, chunk).logps
                 ref_chosen, ref_rejected = jnp.split(jax.lax.stop_gradient(ref_logps), 2)
         loss, metrics, weight = preference_loss(
             policy_chosen,
@@ -135,7 +185,7 @@ def reference_table(ctx: RunContext, ref_params: Any, data_path: str) -> np.ndar
     pipeline = DataPipeline(data_path, PREFERENCE, ctx.tokenizer, data, ctx.config.train.batch_size)
     table = np.full((pipeline.num_records, 2), np.nan, np.float32)
     chunk = ctx.config.dpo.logprob_chunk
-    logps_fn = jax.jit(lambda p, b: pair_logps(ctx.graphdef, p, b, chunk)[0])
+    logps_fn = jax.jit(lambda p, b: pair_logps(ctx.graphdef, p, b, chunk).logps)
     for batch in pipeline.iterator():
         arrays = {k: v for k, v in batch.items() if isinstance(v, np.ndarray)}
         logps = np.asarray(jax.device_get(logps_fn(ref_params, shard_batch(arrays, ctx.mesh))))
@@ -149,7 +199,7 @@ def reference_table(ctx: RunContext, ref_params: Any, data_path: str) -> np.ndar
 
 
 def make_frozen(ctx: RunContext, params: Any) -> Any:
-    if not loss_config(ctx).needs_reference:
+    if not needs_reference(ctx.config):
         return {}
     ref_params = _reference_params(ctx, params)
     if ctx.config.dpo.reference == "live":
@@ -167,18 +217,46 @@ def eval_frozen(ctx: RunContext, frozen: Any) -> Any:
     return frozen
 
 
+def make_data(ctx: RunContext, batch_size: int) -> OnlineData | None:
+    """Semi-online rounds when `dpo.online.every > 0`; None reads `data.train`."""
+    if ctx.config.dpo.online.every <= 0:
+        return None
+    return OnlineData(ctx, batch_size)
+
+
 PREFERENCE_OBJECTIVE = Objective(
     name="dpo",
-    data_kind=PREFERENCE,
+    data_kind=data_kind,
     head="lm",
     defaults={
         **{f.name: f.default for f in dataclasses.fields(PreferenceLossConfig)},
+        "desirable_weight": 1.0,  # kto: lambda_D
+        "undesirable_weight": 1.0,  # kto: lambda_U
+        "rank_weight": 1.0,  # rrhf: weight of the ranking term
         "reference": "live",
         "reference_path": "",  # "" = the initial policy
         "logprob_chunk": 0,  # > 0: logprobs in sequence chunks (large vocabularies)
+        "online": ml_collections.ConfigDict(ONLINE_DEFAULTS),
     },
-    make_loss=make_preference_loss,
+    make_loss=make_loss,
     make_frozen=make_frozen,
     eval_frozen=eval_frozen,
-    choices={"loss_type": PREFERENCE_LOSS_TYPES, "reference": REFERENCE_MODES},
+    make_data=make_data,
+    choices={
+        "loss_type": LOSS_TYPES,
+        "reference": REFERENCE_MODES,
+        **{f"online.{k}": v for k, v in ONLINE_CHOICES.items()},
+    },
+    checks={
+        "desirable_weight": greater_than(0),
+        "undesirable_weight": greater_than(0),
+        "rank_weight": at_least(0),
+        "online.every": at_least(0),
+        "online.prompts_per_round": at_least(1),
+        "online.samples": at_least(2),
+        "online.temperature": at_least(0),
+        "online.max_new_tokens": at_least(1),
+        "online.batch_size": at_least(1),
+    },
+    validate=validate,
 )

@@ -1,0 +1,43 @@
+"""RRHF in the DPO trainer (`dpo.loss_type = "rrhf"`): k scored responses per prompt, ranked
+by length-normalised policy log-probability, plus the NLL of the best one. Reference-free.
+
+A ranked batch [B, k, T] runs through the policy as one [B k, T] forward pass; the best
+response is the highest-scoring one (the first on ties) and its NLL is the mean token NLL
+-log pi(y_best | x) / |y_best|.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax.numpy as jnp
+
+from jalign.losses import rrhf_loss
+from jalign.train.objective import RunContext
+from jalign.train.objectives.completions import completion_logps
+
+_ROW_KEYS = ("input_ids", "positions", "segment_ids", "loss_mask")
+
+
+def make_rrhf_loss(ctx: RunContext) -> Callable:
+    chunk = ctx.config.dpo.logprob_chunk
+    rank_weight = ctx.config.dpo.rank_weight
+
+    def loss_fn(params, frozen, batch, rng):
+        del frozen, rng
+        b, k, t = batch["input_ids"].shape
+        rows = {key: batch[key].reshape(b * k, t) for key in _ROW_KEYS}
+        out = completion_logps(ctx.graphdef, params, rows, chunk)
+        per_token = (out.logps / jnp.maximum(out.lengths, 1.0)).reshape(b, k)
+        best = jnp.argmax(batch["scores"], axis=1)
+        best_nll = -jnp.take_along_axis(per_token, best[:, None], axis=1)[:, 0]
+        loss, metrics, weight = rrhf_loss(
+            per_token, batch["scores"], best_nll, rank_weight, batch["example_mask"]
+        )
+        w = batch["example_mask"]
+        # The share of rows whose best response is also the policy's most likely (normalised).
+        top = (jnp.argmax(per_token, axis=1) == best).astype(jnp.float32)
+        metrics["rewards/accuracies"] = jnp.sum(w * top) / jnp.maximum(jnp.sum(w), 1.0)
+        return loss, {"metrics": metrics, "weight": weight}
+
+    return loss_fn
