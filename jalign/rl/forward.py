@@ -1,0 +1,59 @@
+"""Forward passes over rollout sequences, restricted to the completion: the policy's per-token
+log-probs and entropies (at the sampling temperature), the value model's per-token values, and
+a helper that runs a jitted forward over a batch in fixed-size chunks in a given row order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from jalign.losses import token_entropy, token_logprobs
+from jalign.models import apply
+
+
+def _completion_outputs(graphdef: nnx.GraphDef, params: Any, batch: dict) -> jax.Array:
+    """The model's outputs at the N columns that predict the completion tokens ([B, N, ...])."""
+    width = batch["completion_mask"].shape[1]
+    out, _ = apply(graphdef, params, batch["input_ids"], batch["positions"], batch["segment_ids"])
+    start = batch["input_ids"].shape[1] - width - 1
+    return out[:, start : start + width]
+
+
+def policy_logprobs(
+    graphdef: nnx.GraphDef, params: Any, batch: dict, temperature: float
+) -> tuple[jax.Array, jax.Array]:
+    """log pi(y_t | x, y_<t) and the entropy of pi(. | x, y_<t), both [B, N] float32, with
+    pi = softmax(logits / temperature): the distribution the sampler drew from (no top-k /
+    top-p truncation), so a rollout's logprobs recomputed with unchanged params equal the
+    sampler's up to float rounding."""
+    logits = _completion_outputs(graphdef, params, batch)
+    targets = batch["input_ids"][:, -batch["completion_mask"].shape[1] :]
+    return token_logprobs(logits, targets, temperature), token_entropy(logits, temperature)
+
+
+def token_values(graphdef: nnx.GraphDef, params: Any, batch: dict) -> jax.Array:
+    """V(x, y_<t) [B, N] from a scalar-head model: the value of the state before token t."""
+    return _completion_outputs(graphdef, params, batch).astype(jax.numpy.float32)
+
+
+def forward_in_chunks(
+    fn: Callable[[Any, dict], Any],
+    params: Any,
+    batch: dict[str, np.ndarray],
+    order: np.ndarray,
+    chunk: int,
+    put: Callable[[dict], dict],
+) -> Any:
+    """fn(params, rows) over `batch` taken in `order`, `chunk` rows at a time (one compiled
+    shape), returned as host arrays in the batch's own row order."""
+    pieces = []
+    for start in range(0, len(order), chunk):
+        rows = order[start : start + chunk]
+        pieces.append(jax.device_get(fn(params, put({k: v[rows] for k, v in batch.items()}))))
+    stacked = jax.tree.map(lambda *xs: np.concatenate(xs), *pieces)
+    inverse = np.argsort(order)
+    return jax.tree.map(lambda x: x[inverse], stacked)

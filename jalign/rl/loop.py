@@ -1,0 +1,338 @@
+"""The online RL loop shared by `jalign ppo` and `jalign grpo`.
+
+Each iteration (one logged / checkpointed step):
+
+1. rollout: the next `train.batch_size` prompts (a "prompt" data pipeline), `rl.n`
+   completions each from `jalign.sampling.generate` on the policy's current params (no copy),
+   with rng = fold_in(key(seed), iteration);
+2. scoring: the weighted reward sources, the missing-EOS penalty, clipping / whitening;
+3. forward: the policy's log-probs (the "old" log-probs, at the sampling temperature), the
+   frozen reference's, and PPO's values, in the row order and chunk size of the first epoch's
+   micro-batches, so the first minibatch of the first epoch sees a ratio of exactly 1;
+4. advantages (`jalign.rl.advantages`) and the KL coefficient;
+5. update: `rl.epochs` shuffled passes of minibatch steps (`make_train_step`, jit-compiled,
+   policy and value each with their own `TrainState` and optimizer).
+
+Checkpoints hold both train states plus, as metadata, the prompt iterator's position and the
+KL coefficient; the sampler's and the shuffles' rngs derive from (seed, iteration), so a
+resumed run repeats an uninterrupted one bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from jalign.checkpoint import CheckpointManager, check_finite
+from jalign.config import save_config
+from jalign.data import PROMPT, DataPipeline, load_tokenizer
+from jalign.errors import JalignError
+from jalign.losses import KLControllerConfig, explained_variance, update_kl_coef
+from jalign.metrics import MetricsLogger
+from jalign.rl.advantages import AdvantageConfig, compute_advantages
+from jalign.rl.forward import forward_in_chunks, policy_logprobs, token_values
+from jalign.rl.losses import make_policy_loss, make_value_loss
+from jalign.rl.metrics import PhaseTimer, mean_metrics, rollout_metrics
+from jalign.rl.rewards import combine, shape_scores
+from jalign.rl.rollout import Rollout, build_rollout
+from jalign.rl.schema import check_sizes
+from jalign.rl.setup import cast_frozen, reward_sources, value_model
+from jalign.sampling import PromptBatch, SamplingParams, generate
+from jalign.sharding import batch_sharding, make_mesh, shard_batch
+from jalign.train.loop import data_config
+from jalign.train.model_setup import LoadedModel, export_model, load_model, state_shardings
+from jalign.train.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
+from jalign.train.state import TrainState, compile_step, init_train_state, make_train_step
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class _Trainee:
+    """A trained model: its weights on the mesh, its train state and its compiled step."""
+
+    model: LoadedModel
+    state: TrainState
+    step: Any
+    shardings: Any
+
+
+def _trainee(cfg, model: LoadedModel, loss_fn, lr: float, updates: int, seed: int) -> _Trainee:
+    values = cfg.optimizer.to_dict()
+    values.update(lr=lr, total_steps=values["total_steps"] or updates)
+    opt_cfg = OptimizerConfig(**values)
+    optimizer = make_optimizer(opt_cfg)
+    shardings = state_shardings(model, optimizer, None)
+    # A copy: the step donates its state, and `model.params` may still be used (reference).
+    params = jax.tree.map(lambda x: jax.numpy.array(x, copy=True), model.params)
+    state = jax.jit(lambda p: init_train_state(p, optimizer, seed), out_shardings=shardings)(params)
+    step = make_train_step(
+        loss_fn, optimizer, cfg.train.grad_accum_steps, learning_rate_schedule(opt_cfg)
+    )
+    return _Trainee(
+        model, state, compile_step(step, shardings, batch_sharding(model.mesh)), shardings
+    )
+
+
+class RLRun:
+    """One RL run (fresh or resumed from its run directory). `run()` trains to the end; the
+    phases are separate methods so tests can drive and inspect one iteration."""
+
+    def __init__(self, cfg: ml_collections.ConfigDict):
+        check_sizes(cfg)
+        if not cfg.data.train:
+            raise JalignError("config key 'data.train' is empty; set it to a prompt JSONL path")
+        self.cfg = cfg
+        self.rl = rl = cfg.rl
+        self.run_dir = Path(cfg.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, self.run_dir)
+        self.mesh = make_mesh(cfg.mesh)
+        self.tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.path)
+        self.rows = cfg.train.batch_size * rl.n
+        self.micro = rl.minibatch_size // cfg.train.grad_accum_steps
+        updates = cfg.train.total_steps * rl.epochs * (self.rows // rl.minibatch_size)
+        self.put = lambda arrays: shard_batch(arrays, self.mesh)
+
+        policy = load_model(cfg, self.mesh, head="lm")
+        self.eos_id = (policy.config.eos_token_ids or (-1,))[0]
+        self.reference = cast_frozen(policy.params, rl.frozen_dtype)
+        self.policy = _trainee(
+            cfg, policy, make_policy_loss(policy.graphdef, rl), cfg.optimizer.lr, updates, cfg.seed
+        )
+        self.value = None
+        if rl.estimator == "gae":
+            critic = value_model(cfg, self.mesh)
+            self.value = _trainee(
+                cfg,
+                critic,
+                make_value_loss(critic.graphdef, rl),
+                rl.value_lr or cfg.optimizer.lr,
+                updates,
+                cfg.seed + 1,
+            )
+            self._values = jax.jit(lambda p, b: token_values(critic.graphdef, p, b))
+        self._logprobs = jax.jit(
+            lambda p, b: policy_logprobs(policy.graphdef, p, b, rl.temperature)
+        )
+        self.rewards = reward_sources(cfg, self.mesh, self.micro, self.put, rl.rewards)
+        self.monitors = reward_sources(cfg, self.mesh, self.micro, self.put, rl.monitor_rewards)
+        self.sampling = SamplingParams(
+            temperature=rl.temperature, n=rl.n, max_new_tokens=rl.max_new_tokens, seed=cfg.seed
+        )
+        self.kl_control = KLControllerConfig(
+            rl.kl_controller, rl.kl_coef, rl.kl_target, rl.kl_horizon
+        )
+        self.kl_coef = float(rl.kl_coef)
+        pipeline = DataPipeline(
+            cfg.data.train, PROMPT, self.tokenizer, data_config(cfg), cfg.train.batch_size
+        )
+        self.prompts = pipeline.iterator()
+        self.checkpoints = CheckpointManager(
+            self.run_dir / "checkpoints",
+            save_every=cfg.train.save_every,
+            max_to_keep=cfg.train.keep_checkpoints,
+        )
+        self.iteration = 0
+        self.update_metrics: list[dict] = []  # every step's metrics of the last update
+        self._restore()
+
+    # --- state -------------------------------------------------------------------------
+    def _states(self) -> dict[str, TrainState]:
+        states = {"policy": self.policy.state}
+        if self.value is not None:
+            states["value"] = self.value.state
+        return states
+
+    def _restore(self) -> None:
+        trainees = {"policy": self.policy, "value": self.value}
+        abstract = {
+            name: jax.tree.map(
+                lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                state,
+                trainees[name].shardings,
+            )
+            for name, state in self._states().items()
+        }
+        restored = self.checkpoints.restore_or_none(abstract)
+        if restored is None:
+            return
+        self.iteration, states, metadata = restored
+        for name, state in states.items():
+            trainees[name].state = state
+        self.prompts.set_state(metadata["data"])
+        self.kl_coef = float(metadata["kl_coef"])
+        log.info("resumed %s at iteration %d", self.run_dir, self.iteration)
+
+    def _order(self, iteration: int, epoch: int) -> np.ndarray:
+        """Row order of `epoch`'s minibatches (a fixed function of seed, iteration, epoch)."""
+        rng = np.random.default_rng([self.cfg.seed, iteration, epoch])
+        return rng.permutation(self.rows)
+
+    # --- phases ------------------------------------------------------------------------
+    def rollout(self, iteration: int) -> Rollout:
+        try:
+            batch = next(self.prompts)
+        except StopIteration:
+            raise JalignError(
+                f"{self.cfg.data.train}: the prompts ran out at iteration {iteration}; set "
+                "data.num_epochs=None (repeat) or lower train.total_steps"
+            ) from None
+        prompts = PromptBatch(batch["prompt_ids"], batch["prompt_segment_ids"])
+        key = jax.random.fold_in(jax.random.key(self.cfg.seed), iteration)
+        sample = generate(
+            self.policy.model.graphdef,
+            self.policy.state.params,
+            prompts,
+            self.sampling,
+            key,
+            mesh=self.mesh,
+        )
+        return build_rollout(sample, batch["prompt"], self.rl.n, self.tokenizer)
+
+    def score(self, rollout: Rollout) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+        """(raw combined scores [R], shaped scores [R], per-source mean rewards)."""
+        scores, parts = combine(self.rewards, self.rl.reward_weights, rollout)
+        if self.monitors:
+            parts.update(combine(self.monitors, [], rollout)[1])
+        shaped = shape_scores(
+            scores,
+            rollout.completion_ids,
+            rollout.completion_mask,
+            self.eos_id,
+            self.rl.missing_eos_penalty,
+            self.rl.score_clip,
+            self.rl.whiten_scores,
+        )
+        return scores, shaped, {f"reward/{k}": float(v.mean()) for k, v in parts.items()}
+
+    def forward(self, rollout: Rollout, iteration: int) -> dict[str, np.ndarray]:
+        """Old and reference log-probs, entropies and (PPO) values, computed in the first
+        epoch's micro-batch order and shape (so the first step's ratio is exactly 1)."""
+        seqs = rollout.sequences()
+        order = self._order(iteration, 0)
+        run = lambda fn, params: forward_in_chunks(fn, params, seqs, order, self.micro, self.put)  # noqa: E731
+        old_logp, entropy = run(self._logprobs, self.policy.state.params)
+        ref_logp, _ = run(self._logprobs, self.reference)
+        out = {"old_logp": old_logp, "ref_logp": ref_logp, "entropy": entropy}
+        if self.value is not None:
+            out["old_values"] = run(self._values, self.value.state.params)
+        return out
+
+    def advantages(self, shaped: np.ndarray, fwd: dict, mask: np.ndarray) -> dict:
+        rl = self.rl
+        cfg = AdvantageConfig(
+            rl.estimator,
+            rl.n,
+            self.kl_coef,
+            rl.kl_in == "reward",
+            rl.kl_estimator,
+            rl.gamma,
+            rl.lam,
+            rl.whiten_advantages,
+        )
+        advantages, returns, _ = compute_advantages(
+            cfg, shaped, fwd["old_logp"], fwd["ref_logp"], mask, fwd.get("old_values")
+        )
+        out = {"advantages": advantages}
+        if returns is not None:
+            out["returns"] = returns
+        return out
+
+    def update(self, data: dict[str, np.ndarray], iteration: int) -> dict[str, float]:
+        """`rl.epochs` passes of minibatch steps over `data` ([R, ...] host arrays)."""
+        self.update_metrics = []
+        mb = self.rl.minibatch_size
+        policy_keys = ("input_ids", "positions", "segment_ids", "completion_mask")
+        policy_keys += ("old_logp", "ref_logp", "advantages", "kl_coef", "on_policy")
+        value_keys = (*policy_keys[:4], "old_values", "returns")
+        for epoch in range(self.rl.epochs):
+            order = self._order(iteration, epoch)
+            for start in range(0, self.rows, mb):
+                rows = order[start : start + mb]
+                minibatch = {k: v[rows] for k, v in data.items()}
+                first = float(epoch == 0 and start == 0)
+                minibatch["on_policy"] = np.full((mb,), first, np.float32)
+                take = lambda keys, mb=minibatch: self.put({k: mb[k] for k in keys})  # noqa: E731
+                self.policy.state, metrics = self.policy.step(self.policy.state, take(policy_keys))
+                metrics = {"policy/grad_norm": metrics.pop("grad_norm"), **metrics}
+                if self.value is not None:
+                    self.value.state, value_metrics = self.value.step(
+                        self.value.state, take(value_keys)
+                    )
+                    metrics.update({k: v for k, v in value_metrics.items() if "/" in k})
+                    metrics["val/grad_norm"] = value_metrics["grad_norm"]
+                    metrics["nonfinite"] = metrics["nonfinite"] + value_metrics["nonfinite"]
+                self.update_metrics.append(jax.device_get(metrics))
+        return mean_metrics(self.update_metrics)
+
+    def iterate(self, iteration: int) -> dict[str, float]:
+        """One full iteration; returns its metrics."""
+        timer = PhaseTimer()
+        with timer("rollout"):
+            rollout = self.rollout(iteration)
+        with timer("scoring"):
+            scores, shaped, reward_means = self.score(rollout)
+        with timer("forward"):
+            fwd = self.forward(rollout, iteration)
+        mask = rollout.completion_mask
+        data = {**rollout.sequences(), **fwd}
+        data.update(self.advantages(shaped, fwd, mask))
+        data["kl_coef"] = np.full((self.rows,), self.kl_coef, np.float32)
+        with timer("update"):
+            update = self.update(data, iteration)
+        seq_kl = ((fwd["old_logp"] - fwd["ref_logp"]) * mask).sum(axis=1)
+        metrics = {
+            **rollout_metrics(rollout, scores, seq_kl, fwd["entropy"], self.kl_coef),
+            **reward_means,
+            **update,
+            **timer.metrics(),
+            # recomputed vs sampler log-probs: float rounding only (same distribution)
+            "rollout/logprob_mismatch": float(
+                np.abs((fwd["old_logp"] - rollout.sample_logprobs) * mask).max()
+            ),
+        }
+        if self.value is not None:
+            metrics["val/explained_variance"] = float(
+                explained_variance(fwd["old_values"], data["returns"], mask)
+            )
+        self.kl_coef = float(
+            update_kl_coef(self.kl_coef, float(seq_kl.mean()), self.rows, self.kl_control)
+        )
+        return metrics
+
+    def run(self) -> dict[str, float]:
+        cfg = self.cfg
+        total = cfg.train.total_steps
+        start = self.iteration
+        metrics: dict[str, float] = {}
+        last_saved = start or None
+        with MetricsLogger(self.run_dir, resume_step=start or None, total_steps=total) as logger:
+            for iteration in range(start + 1, total + 1):
+                metrics = self.iterate(iteration)
+                self.iteration = iteration
+                is_last = iteration == total
+                if iteration % cfg.train.log_every == 0 or is_last:
+                    metrics = logger.log(iteration, metrics)
+                check_finite(metrics, iteration, last_saved)
+                meta = {"data": self.prompts.get_state(), "kl_coef": self.kl_coef}
+                if self.checkpoints.save(iteration, self._states(), meta, force=is_last):
+                    last_saved = iteration
+        self.checkpoints.close()
+        if cfg.train.export_hf:
+            export_model(
+                self.policy.model, self.policy.state.params, self.run_dir / "hf", self.tokenizer
+            )
+        return metrics
+
+
+def train_rl(cfg: ml_collections.ConfigDict) -> tuple[Path, dict[str, float]]:
+    """Run (or resume) the RL run `cfg` describes; returns (run_dir, last metrics)."""
+    run = RLRun(cfg)
+    return run.run_dir, run.run()
