@@ -15,7 +15,7 @@ import numpy as np
 from flax import nnx
 
 from jalign.data import pad_token_id
-from jalign.sampling import SamplingParams, generate, make_prompt_batch
+from jalign.sampling import SampleOutput, SamplingParams, generate, make_prompt_batch
 
 RewardFn = Callable[[list[str], list[str]], np.ndarray]
 
@@ -38,6 +38,49 @@ class Rollouts:
         return self.mask.sum(axis=1)
 
 
+def rollouts_from_output(
+    prompts: Sequence[Any], output: SampleOutput, tokenizer: Any, rows: int
+) -> Rollouts:
+    """The first `rows` rows of a `generate` output (on the host), decoded; `prompts` has one
+    entry per prompt of those rows."""
+    output = jax.device_get(output)
+    tokens = np.asarray(output.tokens)[:rows]
+    lengths = np.asarray(output.lengths)[:rows]
+    n = rows // len(prompts)
+    return Rollouts(
+        prompts=[p for p in prompts for _ in range(n)],
+        completions=[
+            tokenizer.decode(tokens[r, : lengths[r]].tolist(), skip_special_tokens=True)
+            for r in range(rows)
+        ],
+        tokens=tokens,
+        logprobs=np.asarray(output.logprobs)[:rows],
+        mask=np.asarray(output.mask)[:rows],
+        prompt_ids=np.asarray(output.prompt_ids)[:rows],
+        prompt_mask=np.asarray(output.prompt_mask)[:rows],
+        finished_with_eos=np.asarray(output.finished_with_eos)[:rows],
+    )
+
+
+def concat_rollouts(parts: Sequence[Rollouts]) -> Rollouts:
+    """One `Rollouts` of all rows; prompt columns are left-padded (mask 0) to the widest part."""
+    width = max(r.prompt_ids.shape[1] for r in parts)
+
+    def left_pad(x: np.ndarray) -> np.ndarray:
+        return np.pad(x, ((0, 0), (width - x.shape[1], 0)))
+
+    return Rollouts(
+        prompts=[p for r in parts for p in r.prompts],
+        completions=[c for r in parts for c in r.completions],
+        tokens=np.concatenate([r.tokens for r in parts]),
+        logprobs=np.concatenate([r.logprobs for r in parts]),
+        mask=np.concatenate([r.mask for r in parts]),
+        prompt_ids=np.concatenate([left_pad(r.prompt_ids) for r in parts]),
+        prompt_mask=np.concatenate([left_pad(r.prompt_mask) for r in parts]),
+        finished_with_eos=np.concatenate([r.finished_with_eos for r in parts]),
+    )
+
+
 def sample_rollouts(
     graphdef: nnx.GraphDef,
     params: Any,
@@ -48,39 +91,25 @@ def sample_rollouts(
     prompt_buckets: Sequence[int] | None = None,
     rng: jax.Array | None = None,
     mesh: Any = None,
+    encode: Callable[[Any], Sequence[int]] | None = None,
 ) -> list[Rollouts]:
     """Sample every prompt (in batches of `batch_size` prompts; the last batch is padded with
-    repeats so every call has the same shape) and return one `Rollouts` per batch."""
+    repeats so every call has the same shape) and return one `Rollouts` per batch.
+
+    `encode` turns a prompt into its token ids (default `tokenizer.encode`; e.g. a
+    `TextEncoder.prompt` for chat-form prompts, as training encodes them)."""
     rng = jax.random.key(sampling.seed) if rng is None else rng
+    encode = tokenizer.encode if encode is None else encode
     pad = pad_token_id(tokenizer)
     out = []
     for start in range(0, len(prompts), batch_size):
         chunk = list(prompts[start : start + batch_size])
         real = len(chunk)
         chunk += [chunk[-1]] * (batch_size - real)
-        ids = [tokenizer.encode(p) for p in chunk]
-        batch = make_prompt_batch(ids, prompt_buckets, pad)
+        batch = make_prompt_batch([encode(p) for p in chunk], prompt_buckets, pad)
         rng, key = jax.random.split(rng)
-        result = jax.device_get(generate(graphdef, params, batch, sampling, key, mesh=mesh))
-        rows = real * sampling.n
-        tokens = np.asarray(result.tokens)[:rows]
-        lengths = np.asarray(result.lengths)[:rows]
-        texts = [
-            tokenizer.decode(tokens[r, : lengths[r]].tolist(), skip_special_tokens=True)
-            for r in range(rows)
-        ]
-        out.append(
-            Rollouts(
-                prompts=[p for p in chunk[:real] for _ in range(sampling.n)],
-                completions=texts,
-                tokens=tokens,
-                logprobs=np.asarray(result.logprobs)[:rows],
-                mask=np.asarray(result.mask)[:rows],
-                prompt_ids=np.asarray(result.prompt_ids)[:rows],
-                prompt_mask=np.asarray(result.prompt_mask)[:rows],
-                finished_with_eos=np.asarray(result.finished_with_eos)[:rows],
-            )
-        )
+        result = generate(graphdef, params, batch, sampling, key, mesh=mesh)
+        out.append(rollouts_from_output(chunk[:real], result, tokenizer, real * sampling.n))
     return out
 
 

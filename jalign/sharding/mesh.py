@@ -122,15 +122,13 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 def shard_batch(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
     """Place a host batch onto the mesh, rows split over data x fsdp.
 
-    With several processes each passes its own rows (`jax.make_array_from_process_local_data`
-    assembles the global batch); with one, the rows must divide by the data x fsdp size.
+    `batch` is the global batch, and with several processes every process passes the same one
+    (each reads the same data in the same order): `jax.make_array_from_process_local_data` with
+    the global shape keeps the rows of the process's own devices, so a multi-process run sees
+    exactly the batch a single process with all the devices would. The rows must divide by the
+    data x fsdp size.
     """
     sharding = batch_sharding(mesh)
-    if jax.process_count() > 1:
-        return {
-            name: jax.make_array_from_process_local_data(sharding, np.asarray(value))
-            for name, value in batch.items()
-        }
     shards = math.prod(mesh.shape[axis] for axis in BATCH_AXES)
     out = {}
     for name, value in batch.items():
@@ -141,5 +139,8 @@ def shard_batch(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
                 f"{shards} data x fsdp shards of the mesh; make the batch size a multiple of "
                 f"{shards}"
             )
-        out[name] = jax.device_put(value, sharding)
+        if jax.process_count() > 1:
+            out[name] = jax.make_array_from_process_local_data(sharding, value, value.shape)
+        else:
+            out[name] = jax.device_put(value, sharding)
     return out
