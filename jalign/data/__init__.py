@@ -14,7 +14,7 @@ from jalign.data.pipeline import BatchIterator, DataPipeline
 from jalign.data.readers import RawRecord, RecordSource, open_records, parse_record
 from jalign.data.schemas import KINDS, PREFERENCE, PROMPT, RANKED, SFT, UNPAIRED, Example
 from jalign.data.stats import DataStats
-from jalign.data.tokenizer import load_tokenizer, pad_token_id, render_chat
+from jalign.data.tokenizer import encode_prompt, load_tokenizer, pad_token_id, render_chat
 
 __all__ = [
     "KINDS",
@@ -31,6 +31,7 @@ __all__ = [
     "RawRecord",
     "RecordSource",
     "bucket_width",
+    "encode_prompt",
     "load_tokenizer",
     "open_records",
     "pad_token_id",

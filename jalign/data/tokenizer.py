@@ -62,3 +62,14 @@ def render_chat(
         )
     except Exception as e:  # jinja2 raises many types, incl. the template's raise_exception
         raise JalignError(f"the chat template failed to render a conversation: {e}") from e
+
+
+def encode_prompt(
+    tokenizer: PreTrainedTokenizerBase, prompt: str | list[dict[str, Any]]
+) -> list[int]:
+    """A prompt's token ids for sampling: plain text as the tokenizer encodes it by default, a
+    message list rendered by the chat template with the generation prompt (whose special tokens
+    the template writes itself, so none are added)."""
+    if isinstance(prompt, str):
+        return list(tokenizer(prompt)["input_ids"])
+    return list(tokenizer(render_chat(tokenizer, prompt), add_special_tokens=False)["input_ids"])

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jalign.data import pad_token_id, render_chat
+from jalign.data import encode_prompt, pad_token_id
 from jalign.errors import JalignError
 from jalign.models import apply
 from jalign.sampling import make_prompt_batch
@@ -156,9 +156,8 @@ class ModelJudge:
 
     def _encode(self, text: str) -> list[int]:
         if getattr(self.tokenizer, "chat_template", None):
-            text = render_chat(self.tokenizer, [{"role": "user", "content": text}])
-            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return self.tokenizer(text)["input_ids"]
+            return encode_prompt(self.tokenizer, [{"role": "user", "content": text}])
+        return encode_prompt(self.tokenizer, text)
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         pad = pad_token_id(self.tokenizer)
