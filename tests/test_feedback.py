@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jalign.data import load_tokenizer, render_chat
+from jalign.data import encode_prompt, load_tokenizer, render_chat
 from jalign.demo import paths
 from jalign.errors import JalignError
 from jalign.feedback import (
@@ -18,8 +18,10 @@ from jalign.feedback import (
     judge_pairs,
     preference_records,
     revision_records,
+    sampler_completer,
 )
 from jalign.models import apply, create_model, load_hf_config
+from jalign.sampling import SamplingParams, generate, make_prompt_batch
 
 _PAIR = re.compile(r"Response A:\n(.*)\n\nResponse B:\n(.*)\n\nWhich", re.S)
 
@@ -133,3 +135,25 @@ def test_critique_and_revise_conversations_and_records():
         "rejected": "answer 0",
     }
     assert records["sft"][1] == {"prompt": "q1", "completion": "better answer 1"}
+
+
+def test_sampler_completer_renders_the_conversation_for_the_sampler():
+    tokenizer = load_tokenizer(paths())
+    graphdef, params = create_model(load_hf_config(paths()), seed=3)
+    sampling = SamplingParams(temperature=0.0, max_new_tokens=4)
+    complete = sampler_completer(graphdef, params, tokenizer, sampling, batch_size=2)
+    conversations = [
+        [{"role": "user", "content": "sort: 3 1"}],
+        [
+            {"role": "user", "content": "sort: 3 1"},
+            {"role": "assistant", "content": "1 3"},
+            {"role": "user", "content": "sort: 2"},
+        ],
+    ]
+    replies = complete(conversations)
+    for conversation, reply in zip(conversations, replies, strict=True):
+        ids = encode_prompt(tokenizer, conversation)
+        assert ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1
+        out = generate(graphdef, params, make_prompt_batch([ids, ids]), sampling)
+        expected = np.asarray(out.tokens)[0, : int(out.lengths[0])].tolist()
+        assert reply == tokenizer.decode(expected, skip_special_tokens=True)

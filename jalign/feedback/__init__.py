@@ -7,6 +7,7 @@ from jalign.feedback.constitutional import (
     Revision,
     critique_and_revise,
     revision_records,
+    sampler_completer,
 )
 from jalign.feedback.judge import (
     DEFAULT_CRITERIA,
@@ -31,4 +32,5 @@ __all__ = [
     "judge_text",
     "preference_records",
     "revision_records",
+    "sampler_completer",
 ]

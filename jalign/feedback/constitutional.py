@@ -20,9 +20,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from flax import nnx
 
+from jalign.data import encode_prompt
 from jalign.data.schemas import Message
 from jalign.errors import JalignError
+from jalign.eval.rollouts import concat_rollouts, sample_rollouts
+from jalign.sampling import SamplingParams
 
 Completer = Callable[[list[list[Message]]], list[str]]
 
@@ -108,3 +112,28 @@ def revision_records(revisions: Sequence[Revision]) -> dict[str, list[dict[str, 
             {"prompt": r.prompt, "chosen": r.revision, "rejected": r.response} for r in usable
         ],
     }
+
+
+def sampler_completer(
+    graphdef: nnx.GraphDef,
+    params: Any,
+    tokenizer: Any,
+    sampling: SamplingParams,
+    batch_size: int = 8,
+) -> Completer:
+    """A `Completer` that renders each conversation with the tokenizer's chat template and
+    samples the assistant's reply with jalign's sampler."""
+
+    def complete(conversations: list[list[Message]]) -> list[str]:
+        parts = sample_rollouts(
+            graphdef,
+            params,
+            tokenizer,
+            conversations,
+            sampling,
+            batch_size,
+            encode=lambda c: encode_prompt(tokenizer, c),
+        )
+        return concat_rollouts(parts).completions
+
+    return complete
