@@ -6,6 +6,8 @@
     jalign sft --config configs/sft_demo.py [--config.optimizer.lr=1e-4 ...]
     jalign rm  --config configs/rm_demo.py
     jalign dpo --config configs/dpo_demo.py [--config.dpo.loss_type=ipo]
+    jalign ppo --config configs/ppo_demo.py
+    jalign grpo --config configs/grpo_demo.py [--config.rl.estimator=rloo]
 
 User errors (`JalignError`) print as one line on stderr and exit with status 2.
 """
@@ -22,6 +24,7 @@ from jalign.errors import JalignError
 from jalign.runtime import configure_xla_flags
 
 TRAINERS = ("sft", "rm", "dpo")
+RL_TRAINERS = ("ppo", "grpo")
 
 
 def _split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -77,6 +80,16 @@ def _cmd_train(name: str) -> Callable[[argparse.Namespace], None]:
     return run
 
 
+def _cmd_rl(name: str) -> Callable[[argparse.Namespace], None]:
+    def run(args: argparse.Namespace) -> None:
+        from jalign.rl import run_rl
+
+        run_dir, metrics = run_rl(name, args.config, args.overrides)
+        print(json.dumps({"run_dir": str(run_dir), "train": metrics}, indent=2))
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jalign", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -114,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=f"train ({name}) from a config file")
         p.add_argument("--config", required=True, help="configs/*.py with get_config()")
         p.set_defaults(func=_cmd_train(name))
+    for name in RL_TRAINERS:
+        p = sub.add_parser(name, help=f"online RL ({name}) from a config file")
+        p.add_argument("--config", required=True, help="configs/*.py with get_config()")
+        p.set_defaults(func=_cmd_rl(name))
     return parser
 
 
@@ -124,8 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(rest)
     args.overrides = overrides
-    if overrides and args.command not in TRAINERS:
-        parser.error(f"--config.* overrides apply to trainers only ({', '.join(TRAINERS)})")
+    if overrides and args.command not in TRAINERS + RL_TRAINERS:
+        parser.error(
+            f"--config.* overrides apply to trainers only ({', '.join(TRAINERS + RL_TRAINERS)})"
+        )
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
