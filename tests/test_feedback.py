@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jalign.commands.feedback import run_judge
 from jalign.data import encode_prompt, load_tokenizer, render_chat
 from jalign.demo import paths
 from jalign.errors import JalignError
@@ -157,3 +158,12 @@ def test_sampler_completer_renders_the_conversation_for_the_sampler():
         out = generate(graphdef, params, make_prompt_batch([ids, ids]), sampling)
         expected = np.asarray(out.tokens)[0, : int(out.lengths[0])].tolist()
         assert reply == tokenizer.decode(expected, skip_special_tokens=True)
+
+
+def test_judge_command_names_the_bad_record(tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        '{"prompt": "p", "responses": ["a", "b"]}\n{"prompt": "q", "responses": ["only one"]}\n'
+    )
+    with pytest.raises(JalignError, match=r"pairs.jsonl:2: field 'responses' .* two strings"):
+        run_judge("unused-model", str(pairs), str(tmp_path / "out.jsonl"))

@@ -14,7 +14,13 @@ from jalign.data.pipeline import BatchIterator, DataPipeline
 from jalign.data.readers import RawRecord, RecordSource, open_records, parse_record
 from jalign.data.schemas import KINDS, PREFERENCE, PROMPT, RANKED, SFT, UNPAIRED, Example
 from jalign.data.stats import DataStats
-from jalign.data.tokenizer import encode_prompt, load_tokenizer, pad_token_id, render_chat
+from jalign.data.tokenizer import (
+    encode_prompt,
+    load_tokenizer,
+    pad_token_id,
+    render_chat,
+    stop_token_ids,
+)
 
 __all__ = [
     "KINDS",
@@ -37,4 +43,5 @@ __all__ = [
     "pad_token_id",
     "parse_record",
     "render_chat",
+    "stop_token_ids",
 ]

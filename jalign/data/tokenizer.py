@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,16 @@ def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
         if token_id is not None:
             return int(token_id)
     return 0
+
+
+def stop_token_ids(
+    model_eos_ids: Sequence[int], tokenizer: PreTrainedTokenizerBase
+) -> tuple[int, ...]:
+    """The ids that end a sampled response: the model config's `eos_token_id`(s) (generation
+    configs often list several, e.g. Llama 3's end-of-turn), else the tokenizer's EOS."""
+    if model_eos_ids:
+        return tuple(int(i) for i in model_eos_ids)
+    return () if tokenizer.eos_token_id is None else (int(tokenizer.eos_token_id),)
 
 
 def adds_bos_by_default(tokenizer: PreTrainedTokenizerBase) -> bool:
