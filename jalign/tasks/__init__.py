@@ -1,0 +1,1 @@
+"""Tasks with verifiable rewards for real models (RLVR examples)."""
