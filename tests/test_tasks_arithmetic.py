@@ -16,7 +16,7 @@ def test_reward_values():
     messages = [{"role": "user", "content": make_question(9, "*", 7)}]
     scores = reward_fn(
         [q, q, q, chat, messages, make_question(3, "-", 8)],
-        ["42", "The answer is 42.", "41", "42 or 43", "63", "-5"],
+        ["42", "17 + 25 = 42.", "41", "43 or 42", "63", "-5"],
     )
     np.testing.assert_array_equal(scores, np.float32([1.0, 1.0, 0.1, 1.0, 1.0, 1.0]))
     assert reward_fn([q], ["forty-two"])[0] == 0.0

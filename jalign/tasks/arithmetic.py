@@ -3,10 +3,10 @@
     python -m jalign.tasks.arithmetic --out runs/smollm2_arith/data
 
 writes `prompts_train.jsonl` / `prompts_eval.jsonl` (chat-form prompt records) and `sft_train.jsonl`
-(the correct answers, for an SFT warm-up). The reward (`reward_fn`) reads the first number of a
-completion:
+(the correct answers, for an SFT warm-up). The reward (`reward_fn`) reads the last number of a
+completion (small chat models tend to restate the question, "24 * 4 = 96", before answering):
 
-    r = 1.0     the first number is the right answer
+    r = 1.0     the last number is the right answer
         0.1     a number, but the wrong one (the format is right)
         0.0     no number at all
 
@@ -55,9 +55,9 @@ def reward_fn(prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
     scores = np.zeros(len(completions), np.float32)
     for i, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
         text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
-        found = _NUMBER.search(completion)
-        if found is not None:
-            scores[i] = CORRECT if int(found.group()) == answer(text) else WRONG_NUMBER
+        numbers = _NUMBER.findall(completion)
+        if numbers:
+            scores[i] = CORRECT if int(numbers[-1]) == answer(text) else WRONG_NUMBER
     return scores
 
 
