@@ -3,6 +3,7 @@ KTO's mismatched pairs are spliced right, and a few steps on a random-init model
 implicit rewards the right way."""
 
 import json
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -15,7 +16,7 @@ from jalign.demo.task import ImperfectDemonstrator, gold_reward_fn, ideal_comple
 from jalign.errors import JalignError
 from jalign.train.loop import train
 from jalign.train.objectives.kto import mismatched_rows
-from jalign.train.trainers import objectives
+from jalign.train.trainers import load_trainer_config, objectives
 
 
 def _write(path, records):
@@ -144,3 +145,13 @@ def test_bad_combinations_are_config_errors(data, tmp_path, loss_type, dpo, mess
             cfg.dpo[key] = value
     with pytest.raises(JalignError, match=message):
         train(cfg, objectives()["dpo"])
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"), [("kto_demo.py", "unpaired"), ("semi_online_dpo_demo.py", "preference")]
+)
+def test_bundled_configs_validate(name, kind):
+    root = Path(__file__).resolve().parents[1] / "configs"
+    cfg, objective = load_trainer_config("dpo", str(root / name))
+    objective.validate(cfg)
+    assert objective.kind(cfg) == kind
