@@ -3,6 +3,8 @@
     jalign convert SRC DST                 GGUF file or HF folder -> HF folder
     jalign shard-plan MODEL --mesh data=2,fsdp=2,tensor=2
     jalign generate MODEL --prompt "..." [--chat] [--max-new-tokens N] [--temperature T] [--json]
+    jalign generate MODEL --prompt "..." --temperature 1 --best-of 8 --reward module:fn|RM_DIR
+    jalign eval --policy DIR --reference DIR --baseline DIR --prompts FILE --reward module:fn|RM_DIR
     jalign sft --config configs/sft_demo.py [--config.optimizer.lr=1e-4 ...]
     jalign rm  --config configs/rm_demo.py
     jalign dpo --config configs/dpo_demo.py [--config.dpo.loss_type=ipo]
@@ -61,6 +63,8 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         min_p=args.min_p,
         n=args.n,
         seed=args.seed,
+        best_of=args.best_of,
+        reward=args.reward,
     )
     if args.json:
         print(json.dumps(results, indent=2))
@@ -68,6 +72,46 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         for result in results:
             for completion in result["completions"]:
                 print(completion["text"])
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from jalign.commands.eval import run_eval
+    from jalign.sampling import SamplingParams
+
+    _, table = run_eval(
+        args.policy,
+        args.prompts,
+        rewards=args.reward,
+        reference=args.reference,
+        baseline=args.baseline,
+        judge=args.judge,
+        refusal_markers=args.refusal_marker,
+        refusal_detector=args.refusal_detector,
+        sampling=SamplingParams(
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            min_p=args.min_p,
+            n=args.n,
+            max_new_tokens=args.max_new_tokens,
+            seed=args.seed,
+        ),
+        batch_size=args.batch_size,
+        limit=args.limit,
+        tokenizer=args.tokenizer,
+        out=args.out,
+    )
+    print(table)
+
+
+def _add_sampling_args(p: argparse.ArgumentParser, temperature: float) -> None:
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=temperature, help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--min-p", type=float, default=0.0)
+    p.add_argument("--n", type=int, default=1, help="samples per prompt")
+    p.add_argument("--seed", type=int, default=0)
 
 
 def _cmd_train(name: str) -> Callable[[argparse.Namespace], None]:
@@ -93,6 +137,12 @@ def _cmd_rl(name: str) -> Callable[[argparse.Namespace], None]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jalign", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a multi-host job (jax.distributed.initialize; see jalign/distributed.py); "
+        "also on with JALIGN_DISTRIBUTED=1 or JAX_COORDINATOR_ADDRESS set",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("convert", help="GGUF file or HF folder -> HF folder (safetensors)")
@@ -113,15 +163,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="HF folder, .gguf file, or 'smollm2' for the bundled model")
     p.add_argument("--prompt", action="append", required=True, help="repeat for a batch")
     p.add_argument("--chat", action="store_true", help="apply the tokenizer's chat template")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--min-p", type=float, default=0.0)
-    p.add_argument("--n", type=int, default=1, help="samples per prompt")
-    p.add_argument("--seed", type=int, default=0)
+    _add_sampling_args(p, temperature=0.0)
+    p.add_argument("--best-of", type=int, default=1, help="sample N, keep the best by --reward")
+    p.add_argument("--reward", help="module:function(prompts, completions) or reward-model folder")
     p.add_argument("--json", action="store_true", help="print ids and logprobs as JSON")
     p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("eval", help="rewards, KL, length, win rate of policies on a prompt set")
+    p.add_argument("--policy", action="append", required=True, help="[NAME=]DIR; repeatable")
+    p.add_argument("--prompts", required=True, help="JSONL/parquet of {'prompt': ...} records")
+    p.add_argument("--reward", action="append", default=[], help="[NAME=]module:fn or RM folder")
+    p.add_argument("--reference", help="policy folder the KL is measured to")
+    p.add_argument("--baseline", help="policy folder the win rate is measured against")
+    p.add_argument("--judge", help="a --reward NAME, or module:fn(prompts, a, b) -> [0, 1]")
+    p.add_argument(
+        "--refusal-marker",
+        action="append",
+        nargs="?",
+        const=None,
+        help="regex marking a refusal (repeatable; bare flag: English defaults)",
+    )
+    p.add_argument("--refusal-detector", help="module:fn(completions) -> bools")
+    _add_sampling_args(p, temperature=1.0)
+    p.add_argument("--batch-size", type=int, default=32, help="prompts per sampler call")
+    p.add_argument("--limit", type=int, default=None, help="evaluate the first N prompts")
+    p.add_argument("--tokenizer", help="tokenizer folder (default: the first policy's)")
+    p.add_argument("--out", help="write the report as JSON here")
+    p.set_defaults(func=_cmd_eval)
 
     for name in TRAINERS:
         p = sub.add_parser(name, help=f"train ({name}) from a config file")
@@ -149,6 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
     try:
+        from jalign.distributed import initialize_from_env
+
+        initialize_from_env(args.distributed)
         args.func(args)
     except JalignError as exc:
         print(f"jalign {args.command}: error: {exc}", file=sys.stderr)
