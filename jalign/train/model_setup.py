@@ -12,7 +12,8 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jalign.interop import load_model_source, save_hf_model
+from jalign.data import load_tokenizer
+from jalign.interop import load_model_source, resolve_model_folder, save_hf_model
 from jalign.models import ModelConfig, create_model, load_hf_config
 from jalign.sharding import param_shardings, parse_rules
 
@@ -32,6 +33,12 @@ class LoadedModel:
 def model_overrides(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
     m = cfg.model
     return dict(dtype=m.dtype, param_dtype=m.param_dtype, remat=m.remat, scan_layers=m.scan_layers)
+
+
+def load_run_tokenizer(cfg: ml_collections.ConfigDict) -> Any:
+    """The tokenizer of `model.tokenizer`, else of `model.path` (a folder, a .gguf file or a
+    bundled model's name, resolved as the model is)."""
+    return load_tokenizer(resolve_model_folder(cfg.model.tokenizer or cfg.model.path))
 
 
 def load_model(
