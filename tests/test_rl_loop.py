@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jalign.demo import paths, sample_prompts
+from jalign.demo import ideal_completion, paths, sample_prompts
 from jalign.rl.loop import RLRun
 from jalign.rl.schema import rl_schema
 
@@ -34,11 +34,17 @@ def assets(tmp_path_factory):
     prompts = sample_prompts(64, np.random.default_rng(0))
     data = root / "prompts.jsonl"
     data.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
-    return model, data
+    sft = root / "sft.jsonl"
+    sft.write_text(
+        "".join(
+            json.dumps({"prompt": p, "completion": ideal_completion(p)}) + "\n" for p in prompts
+        )
+    )
+    return model, data, sft
 
 
 def _config(assets, run_dir, command="grpo", **rl) -> ml_collections.ConfigDict:
-    model, data = assets
+    model, data, _ = assets
     cfg = ml_collections.ConfigDict(rl_schema(command).defaults.to_dict())
     cfg.run_dir = str(run_dir)
     cfg.model.path, cfg.model.init = str(model), "random"
@@ -109,6 +115,7 @@ def test_killed_run_resumes_bit_for_bit(assets, straight, tmp_path, monkeypatch)
 
 
 def test_ppo_value_model_starts_as_the_reward_model(assets, tmp_path):
+    """PPO-ptx is on too (an SFT loss term on the demo answers)."""
     from jalign.interop import save_hf_model
     from jalign.models import create_model, load_hf_config
 
@@ -118,7 +125,8 @@ def test_ppo_value_model_starts_as_the_reward_model(assets, tmp_path):
     save_hf_model(
         rm_dir, model_cfg, jax.device_get(rm_params), source_config=assets[0], head="scalar"
     )
-    cfg = _config(assets, tmp_path / "run", "ppo", rewards=[f"model:{rm_dir}"], n=2)
+    ppo = dict(rewards=[f"model:{rm_dir}"], n=2, ptx_coef=0.5, ptx_data=str(assets[2]))
+    cfg = _config(assets, tmp_path / "run", "ppo", **ppo)
     cfg.train.total_steps = 1
     run = RLRun(cfg)
     value = jax.device_get(run.value.state.params)
@@ -126,4 +134,5 @@ def test_ppo_value_model_starts_as_the_reward_model(assets, tmp_path):
     metrics = run.run()
     assert np.isfinite(metrics["val/explained_variance"])
     assert metrics["loss/value"] > 0
+    assert metrics["loss/ptx"] > 0
     assert float(run.update_metrics[0]["policy/ratio_max_dev"]) == 0.0

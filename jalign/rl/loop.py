@@ -31,7 +31,7 @@ import numpy as np
 
 from jalign.checkpoint import CheckpointManager, check_finite
 from jalign.config import save_config
-from jalign.data import PROMPT, DataPipeline, load_tokenizer
+from jalign.data import PROMPT, SFT, DataPipeline, load_tokenizer
 from jalign.errors import JalignError
 from jalign.losses import KLControllerConfig, explained_variance, update_kl_coef
 from jalign.metrics import MetricsLogger
@@ -45,6 +45,7 @@ from jalign.rl.schema import check_sizes
 from jalign.rl.setup import cast_frozen, reward_sources, value_model
 from jalign.sampling import PromptBatch, SamplingParams, generate
 from jalign.sharding import batch_sharding, make_mesh, shard_batch
+from jalign.train.forward import SEQUENCE_KEYS
 from jalign.train.loop import data_config
 from jalign.train.model_setup import LoadedModel, export_model, load_model, state_shardings
 from jalign.train.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
@@ -134,6 +135,14 @@ class RLRun:
             cfg.data.train, PROMPT, self.tokenizer, data_config(cfg), cfg.train.batch_size
         )
         self.prompts = pipeline.iterator()
+        self.ptx = None
+        if rl.ptx_coef > 0:
+            ptx_data = data_config(
+                cfg, max_length=rl.ptx_max_length, max_prompt_length=None, buckets=None
+            )
+            self.ptx = DataPipeline(
+                rl.ptx_data, SFT, self.tokenizer, ptx_data, rl.minibatch_size
+            ).iterator()
         self.checkpoints = CheckpointManager(
             self.run_dir / "checkpoints",
             save_every=cfg.train.save_every,
@@ -167,6 +176,8 @@ class RLRun:
         for name, state in states.items():
             trainees[name].state = state
         self.prompts.set_state(metadata["data"])
+        if self.ptx is not None:
+            self.ptx.set_state(metadata["ptx_data"])
         self.kl_coef = float(metadata["kl_coef"])
         log.info("resumed %s at iteration %d", self.run_dir, self.iteration)
 
@@ -251,6 +262,8 @@ class RLRun:
         mb = self.rl.minibatch_size
         policy_keys = ("input_ids", "positions", "segment_ids", "completion_mask")
         policy_keys += ("old_logp", "ref_logp", "advantages", "kl_coef", "on_policy")
+        if self.ptx is not None:
+            policy_keys += tuple(f"ptx_{k}" for k in SEQUENCE_KEYS)
         value_keys = (*policy_keys[:4], "old_values", "returns")
         for epoch in range(self.rl.epochs):
             order = self._order(iteration, epoch)
@@ -259,6 +272,9 @@ class RLRun:
                 minibatch = {k: v[rows] for k, v in data.items()}
                 first = float(epoch == 0 and start == 0)
                 minibatch["on_policy"] = np.full((mb,), first, np.float32)
+                if self.ptx is not None:
+                    sft = next(self.ptx)
+                    minibatch.update({f"ptx_{k}": sft[k] for k in SEQUENCE_KEYS})
                 take = lambda keys, mb=minibatch: self.put({k: mb[k] for k in keys})  # noqa: E731
                 self.policy.state, metrics = self.policy.step(self.policy.state, take(policy_keys))
                 metrics = {"policy/grad_norm": metrics.pop("grad_norm"), **metrics}
@@ -322,6 +338,8 @@ class RLRun:
                     metrics = logger.log(iteration, metrics)
                 check_finite(metrics, iteration, last_saved)
                 meta = {"data": self.prompts.get_state(), "kl_coef": self.kl_coef}
+                if self.ptx is not None:
+                    meta["ptx_data"] = self.ptx.get_state()
                 if self.checkpoints.save(iteration, self._states(), meta, force=is_last):
                     last_saved = iteration
         self.checkpoints.close()

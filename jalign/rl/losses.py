@@ -3,10 +3,11 @@
 
 Policy (Schulman et al. 2017, with the options of `ppo_policy_loss`):
     L = agg(clipped surrogate) - c_ent agg(H) [+ beta agg(KL_k(pi || pi_ref)) with kl_in = "loss"]
+    [+ c_ptx L_SFT(ptx batch)]   (PPO-ptx, Ouyang et al. 2022: keeps pretraining/SFT skills)
 Value (clipped, as OpenAI baselines / Ziegler et al. 2019):
     L_V = c_v agg(0.5 max((V - R)^2, (V_clip - R)^2))
 `agg` is the configured `aggregate` mode over completion tokens. The batch carries old_logp,
-ref_logp, advantages, old_values and returns [B, N] per row, kl_coef as a [B] column (so the
+ref_logp, advantages, old_values and returns [B, N] per row, ptx_* (an SFT batch) with PPO-ptx, kl_coef as a [B] column (so the
 coefficient is traced, not baked into the compiled step) and on_policy [B]: 1 on the first
 minibatch of an iteration's first epoch, whose params are still those that sampled the rollout.
 There the old log-probs are the step's own log-probs, detached (as verl does on-policy): the
@@ -23,8 +24,16 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from jalign.losses import aggregate, kl_estimate, masked_mean, ppo_policy_loss, ppo_value_loss
+from jalign.losses import (
+    aggregate,
+    kl_estimate,
+    masked_mean,
+    ppo_policy_loss,
+    ppo_value_loss,
+    sft_loss,
+)
 from jalign.rl.forward import policy_logprobs, token_values
+from jalign.train.forward import SEQUENCE_KEYS, sequence_logprobs
 from jalign.train.state import LossFn
 
 
@@ -53,6 +62,13 @@ def make_policy_loss(graphdef: nnx.GraphDef, rl: ml_collections.ConfigDict) -> L
         kl_mean, _ = aggregate(kl, mask, mode)
         if rl.kl_in == "loss":
             loss = loss + batch["kl_coef"][0] * kl_mean
+        ptx_metrics = {}
+        if rl.ptx_coef > 0:
+            ptx = {key: batch[f"ptx_{key}"] for key in SEQUENCE_KEYS}
+            ptx_logps, _ = sequence_logprobs(graphdef, params, ptx)
+            ptx_loss, _, _ = sft_loss(ptx_logps, ptx["loss_mask"])
+            loss = loss + rl.ptx_coef * ptx_loss
+            ptx_metrics["loss/ptx"] = ptx_loss
         log_ratio = (logp - old_logp) * mask
         metrics = {
             "loss/policy": policy_loss,
@@ -63,6 +79,7 @@ def make_policy_loss(graphdef: nnx.GraphDef, rl: ml_collections.ConfigDict) -> L
             "policy/ratio_mean": masked_mean(jnp.exp(log_ratio), mask),
             "policy/ratio_max_dev": jnp.max(jnp.abs(jnp.expm1(log_ratio))),
             **({"policy/dual_clipfrac": stats["dual_clipfrac"]} if rl.dual_clip else {}),
+            **ptx_metrics,
         }
         return loss, {"metrics": metrics, "weight": weight}
 

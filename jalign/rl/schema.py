@@ -64,6 +64,10 @@ def rl_section(command: str) -> ml_collections.ConfigDict:
             "value_coef": 0.1,
             "value_lr": 0.0,  # 0 = optimizer.lr
             "frozen_dtype": "float32",  # reference and reward models' params
+            # PPO-ptx (Ouyang et al. 2022): + ptx_coef x SFT loss on a minibatch of ptx_data.
+            "ptx_coef": 0.0,  # 0 = off
+            "ptx_data": "",  # an SFT-kind data file
+            "ptx_max_length": 32,  # its rows' width (data.max_length sizes the prompts)
         }
     )
 
@@ -117,6 +121,8 @@ def rl_schema(command: str) -> Schema:
             "rl.value_clip_eps": positive,
             "rl.value_coef": positive,
             "rl.value_lr": at_least(0),
+            "rl.ptx_coef": at_least(0),
+            "rl.ptx_max_length": at_least(2),
         },
     )
 
@@ -139,6 +145,11 @@ def check_sizes(cfg: ml_collections.ConfigDict) -> None:
         raise JalignError(
             f"config key 'rl.reward_weights' has {len(rl.reward_weights)} weights for "
             f"{len(rl.rewards)} rewards; allowed: one weight per reward, or [] for all 1"
+        )
+    if rl.ptx_coef > 0 and not rl.ptx_data:
+        raise JalignError(
+            f"config key 'rl.ptx_coef'={rl.ptx_coef} needs rl.ptx_data; allowed: an SFT data "
+            "path in rl.ptx_data, or ptx_coef=0"
         )
     if rl.estimator != "gae" and rl.n < 2:
         raise JalignError(
