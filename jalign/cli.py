@@ -100,6 +100,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         limit=args.limit,
         tokenizer=args.tokenizer,
         out=args.out,
+        mesh=args.mesh,
     )
     print(table)
 
@@ -189,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N prompts")
     p.add_argument("--tokenizer", help="tokenizer folder (default: the first policy's)")
     p.add_argument("--out", help="write the report as JSON here")
+    p.add_argument("--mesh", help="shard the models over a mesh, e.g. data=2,fsdp=4,tensor=1")
     p.set_defaults(func=_cmd_eval)
 
     for name in TRAINERS:

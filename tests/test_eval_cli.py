@@ -1,5 +1,5 @@
-"""`jalign eval` end to end on tiny random models: a table row per policy and the baseline, a
-JSON report, KL 0 and win rate 0.5 (all ties) for a policy equal to the reference/baseline."""
+"""`jalign eval` end to end on tiny random models on an 8-device mesh: a row per policy and the
+baseline, a JSON report, KL 0 and win rate 0.5 (all ties) for a policy equal to the reference/baseline."""
 
 import json
 
@@ -32,7 +32,7 @@ def test_eval_cli_table_and_report(folders, capsys):
     argv += ["--prompts", str(f["prompts"]), "--limit", "5", "--batch-size", "4"]
     argv += ["--reward", "gold=jalign.demo.task:gold_reward_fn", "--reward", str(f["rm"])]
     argv += ["--refusal-marker", "^0", "--max-new-tokens", "8", "--n", "2", "--seed", "1"]
-    argv += ["--out", str(f["out"])]
+    argv += ["--out", str(f["out"]), "--mesh", "data=-1"]
     assert main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split()[:4] == ["policy", "reward/gold", "reward/rm", "kl"]

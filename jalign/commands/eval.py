@@ -24,10 +24,11 @@ from jalign.data.encode import TextEncoder
 from jalign.errors import JalignError
 from jalign.eval.compare import Judge, score_judge, text_judge
 from jalign.eval.evaluate import EvalSettings, evaluate, format_table
-from jalign.eval.models import load_eval_model
+from jalign.eval.models import EvalModel, load_eval_model
 from jalign.eval.refusal import DEFAULT_REFUSAL_MARKERS, RefusalDetector, marker_detector
 from jalign.eval.rewards import Scorer, import_callable, load_scorer
 from jalign.sampling import SamplingParams
+from jalign.sharding import make_mesh
 
 
 def named(spec: str) -> tuple[str, str]:
@@ -102,27 +103,33 @@ def run_eval(
     limit: int | None = None,
     tokenizer: str | None = None,
     out: str | None = None,
+    mesh: str | None = None,
 ) -> tuple[list[dict], str]:
     """Evaluate; returns the rows and the table text, and writes JSON to `out` if given."""
     if not policies:
         raise JalignError("no --policy given; allowed: one or more model folders")
     sampling = sampling or SamplingParams()
+    device_mesh = make_mesh(mesh) if mesh else None
+
+    def load(source: str) -> EvalModel:
+        return load_eval_model(source, mesh=device_mesh)
+
     models = dict(named(p) for p in policies)
-    loaded = {name: load_eval_model(source) for name, source in models.items()}
+    loaded = {name: load(source) for name, source in models.items()}
     first = next(iter(loaded.values()))
     tok = load_tokenizer(tokenizer or first.source)
     texts, ids = load_prompts(prompts, tok, limit)
-    scorers = {name: load_scorer(spec) for name, spec in map(named, rewards)}
+    scorers = {name: load_scorer(spec, mesh=device_mesh) for name, spec in map(named, rewards)}
     if baseline is None and judge is not None:
         raise JalignError("--judge needs --baseline (the policy the win rate is against)")
     rows = evaluate(
         loaded,
         tok,
         texts,
-        EvalSettings(sampling, batch_size=batch_size),
+        EvalSettings(sampling, batch_size=batch_size, mesh=device_mesh),
         rewards=scorers,
-        reference=load_eval_model(reference) if reference else None,
-        baseline=load_eval_model(baseline) if baseline else None,
+        reference=load(reference) if reference else None,
+        baseline=load(baseline) if baseline else None,
         judge=make_judge(judge, scorers) if baseline else None,
         refusal=make_refusal(refusal_markers, refusal_detector),
         encode=ids.__getitem__,
@@ -138,6 +145,7 @@ def run_eval(
             "rewards": dict(map(named, rewards)),
             "judge": judge,
             "sampling": dataclasses.asdict(sampling),
+            "mesh": mesh,
             "rows": rows,
         }
         Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
 from jalign.errors import JalignError
 from jalign.eval.models import EvalModel, load_eval_model
@@ -83,10 +84,11 @@ def reward_model_scorer(model: EvalModel, rows: int = SCORE_ROWS) -> Scorer:
     return score
 
 
-def load_scorer(spec: str, rows: int = SCORE_ROWS) -> Scorer:
-    """A reward-model folder (scalar head) or a "module:function" reward function."""
+def load_scorer(spec: str, rows: int = SCORE_ROWS, mesh: Mesh | None = None) -> Scorer:
+    """A reward-model folder (scalar head, loaded onto `mesh` if given) or a
+    "module:function" reward function."""
     if Path(spec).is_dir():
-        return reward_model_scorer(load_eval_model(spec, head="scalar"), rows)
+        return reward_model_scorer(load_eval_model(spec, head="scalar", mesh=mesh), rows)
     if ":" in spec:
         return text_scorer(
             import_callable(spec, "a reward function (prompts, completions) -> scores")
