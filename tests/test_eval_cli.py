@@ -1,5 +1,6 @@
-"""`jalign eval` end to end on tiny random models on an 8-device mesh: a row per policy and the
-baseline, a JSON report, KL 0 and win rate 0.5 (all ties) for a policy equal to the reference/baseline."""
+"""`jalign eval` end to end on tiny random models on an 8-device mesh: a row per policy and
+the baseline, a JSON report, KL 0 and win rate 0.5 (all ties) for a policy equal to the
+reference and the baseline."""
 
 import json
 
