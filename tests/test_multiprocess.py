@@ -3,7 +3,8 @@ process with all 8 devices: same losses step for step, and orbax checkpoints wri
 processes together.
 
 Each process runs the real CLI entry, `python -m jalign.cli --distributed sft ...`, with the
-coordinator in `JAX_COORDINATOR_ADDRESS` / `JAX_NUM_PROCESSES` / `JAX_PROCESS_ID`.
+coordinator in `JAX_COORDINATOR_ADDRESS` / `JAX_NUM_PROCESSES` / `JAX_PROCESS_ID`; how those
+env variables are read is checked on its own, without starting processes.
 """
 
 import json
@@ -18,6 +19,13 @@ import pytest
 
 from jalign.demo import paths
 from jalign.demo.task import ideal_completion, sample_prompts
+from jalign.distributed import (
+    DistributedSettings,
+    initialize_from_env,
+    requested,
+    settings_from_env,
+)
+from jalign.errors import JalignError
 from jalign.train.loop import train
 from jalign.train.trainers import load_trainer_config
 
@@ -119,3 +127,22 @@ def test_two_processes_match_one(setup):
     # Both processes took part in each orbax save; the steps are committed.
     for step in (2, 3):
         assert (root / "two" / "checkpoints" / str(step) / "commit_success.txt").exists()
+
+
+def test_distributed_settings_from_env():
+    env = {"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "4"}
+    assert settings_from_env({**env, "JAX_PROCESS_ID": "3"}) == DistributedSettings(
+        "10.0.0.1:1234", 4, 3
+    )
+    assert requested(env=env) and requested(True, {}) and not requested(env={})
+    assert requested(env={"JALIGN_DISTRIBUTED": "yes"})
+    assert not requested(env={"JALIGN_DISTRIBUTED": "0"})
+    assert settings_from_env({}) == DistributedSettings()  # all None: JAX auto-detects
+    # One process: nothing to initialize.
+    assert initialize_from_env(env={"JALIGN_DISTRIBUTED": "1", "JAX_NUM_PROCESSES": "1"}) is False
+    with pytest.raises(JalignError, match="JAX_PROCESS_ID=4 is not allowed"):
+        settings_from_env({**env, "JAX_PROCESS_ID": "4"})
+    with pytest.raises(JalignError, match="JAX_NUM_PROCESSES='two'"):
+        settings_from_env({"JAX_NUM_PROCESSES": "two"})
+    with pytest.raises(JalignError, match="JALIGN_DISTRIBUTED='maybe'"):
+        requested(env={"JALIGN_DISTRIBUTED": "maybe"})
