@@ -50,7 +50,7 @@ def _config(assets, run_dir, command="grpo", **rl) -> ml_collections.ConfigDict:
     cfg.model.path, cfg.model.init = str(model), "random"
     cfg.data.train, cfg.data.max_length, cfg.data.num_epochs = str(data), 16, None
     cfg.train.batch_size, cfg.train.total_steps, cfg.train.export_hf = 4, 8, False
-    cfg.train.save_every = 2
+    cfg.train.save_every, cfg.train.keep_checkpoints = 2, 4
     cfg.optimizer.lr = 1e-2
     cfg.rl.n, cfg.rl.minibatch_size, cfg.rl.epochs, cfg.rl.max_new_tokens = 4, 8, 2, 8
     cfg.rl.rewards = [f"function:{__name__}:seven_fraction"]
@@ -90,28 +90,19 @@ def test_first_minibatch_ratio_is_exactly_one(straight):
     assert _records(straight[0])[-1]["rollout/logprob_mismatch"] < 1e-5
 
 
-class _Killed(Exception):
-    pass
-
-
-def test_killed_run_resumes_bit_for_bit(assets, straight, tmp_path, monkeypatch):
-    cfg = _config(assets, tmp_path)
-    cfg.train.total_steps = 4  # saves at 2 and 4; constant lr, so the schedule is the same
-    run = RLRun(cfg)
-    iterate = run.iterate
-
-    def die_at_three(iteration):
-        if iteration == 3:
-            raise _Killed
-        return iterate(iteration)
-
-    monkeypatch.setattr(run, "iterate", die_at_three)
-    with pytest.raises(_Killed):
-        run.run()
-    resumed = RLRun(cfg)
-    assert resumed.iteration == 2
+def test_killed_run_resumes_bit_for_bit(assets, straight, tmp_path):
+    """The straight run's directory as a run killed in iteration 6 leaves it: checkpoints up to
+    iteration 4 and metrics up to 5. Resuming repeats iterations 5-8 exactly."""
+    run_dir = tmp_path / "killed"
+    shutil.copytree(straight[0], run_dir)
+    for step in (6, 8):
+        shutil.rmtree(run_dir / "checkpoints" / str(step))
+    metrics = run_dir / "metrics.jsonl"
+    metrics.write_text("".join(metrics.read_text().splitlines(keepends=True)[:5]))
+    resumed = RLRun(_config(assets, run_dir))
+    assert resumed.iteration == 4
     resumed.run()
-    assert _records(tmp_path) == _records(straight[0])[:4]  # exact float equality
+    assert _records(run_dir) == _records(straight[0])  # exact float equality
 
 
 def test_ppo_value_model_starts_as_the_reward_model(assets, tmp_path):

@@ -73,12 +73,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="RL iterations per run")
     parser.add_argument("--window", type=int, default=5, help="iterations averaged in the table")
     parser.add_argument("--runs", nargs="*", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="RUN:--config.KEY=VALUE",
+        help="an extra config override for one run, e.g. ppo_lowkl:--config.rl.kl_coef=0",
+    )
     args = parser.parse_args()
     demo, out = Path(args.demo).resolve(), Path(args.out).resolve()
     summaries = []
     for name in args.runs:
         command, config, extra = RUNS[name]
-        overrides = _overrides(demo, out / name, args.steps, extra)
+        mine = [o.partition(":")[2] for o in args.set if o.partition(":")[0] == name]
+        overrides = _overrides(demo, out / name, args.steps, [*extra, *mine])
         if "ppo" in name:
             overrides.append(f"--config.rl.rewards=['model:{demo / 'rm' / 'hf'}']")
             overrides.append(f"--config.rl.monitor_rewards=['function:{GOLD_FN}']")
