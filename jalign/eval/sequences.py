@@ -19,15 +19,17 @@ WIDTH_MULTIPLE = 16  # sequence widths are rounded up to this (few compiled shap
 
 def completion_sequences(rollouts: Rollouts) -> dict[str, np.ndarray]:
     """input_ids, positions, segment_ids (1 on real tokens) int32 [R, W] and loss_mask float32
-    [R, W] (1 on completion tokens), each row right-padded; W is a multiple of
-    `WIDTH_MULTIPLE`."""
+    [R, W] (1 on completion tokens), each row right-padded; W is prompt width + max_new_tokens
+    rounded up to a multiple of `WIDTH_MULTIPLE`."""
     prompt_keep = rollouts.prompt_mask.astype(bool)
     done_keep = rollouts.mask.astype(bool)
     ids = np.concatenate([rollouts.prompt_ids, rollouts.tokens], axis=1)
     keep = np.concatenate([prompt_keep, done_keep], axis=1)
     is_completion = np.concatenate([np.zeros_like(prompt_keep), done_keep], axis=1)
     real = keep.sum(axis=1)
-    width = -(-int(real.max()) // WIDTH_MULTIPLE) * WIDTH_MULTIPLE
+    # From the arrays' width, not the longest row: the same prompt width and max_new_tokens give
+    # the same shape for every policy, so one compiled program serves them all.
+    width = -(-ids.shape[1] // WIDTH_MULTIPLE) * WIDTH_MULTIPLE
     # A stable sort moves kept tokens (key False) before dropped ones, keeping their order.
     order = np.argsort(~keep, axis=1, kind="stable")
     order = np.pad(order, ((0, 0), (0, max(width - order.shape[1], 0))))[:, :width]
