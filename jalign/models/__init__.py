@@ -8,6 +8,7 @@ from jalign.models.transformer import (
     abstract_model,
     apply,
     create_model,
+    head_kernel,
     project,
 )
 
@@ -21,6 +22,7 @@ __all__ = [
     "apply",
     "create_model",
     "from_hf_dict",
+    "head_kernel",
     "load_hf_config",
     "project",
 ]

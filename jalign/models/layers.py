@@ -123,7 +123,7 @@ def attention_mask(
     q_segments: jax.Array,
     k_positions: jax.Array,
     k_segments: jax.Array,
-    window: int | None,
+    window: int | jax.Array | None,
 ) -> jax.Array:
     """Boolean [B, Tq, Tk] visibility: same non-zero segment, causal by position, in window."""
     same = (q_segments[:, :, None] == k_segments[:, None, :]) & (k_segments[:, None, :] != 0)
@@ -132,6 +132,58 @@ def attention_mask(
     if window is not None:
         visible &= delta < window
     return visible
+
+
+# A cache of S slots is read as its shortest prefix in {S, S/2, S/4, ...} (each rounded up to a
+# multiple of this many slots) that covers the filled slots: one compiled branch per length.
+CACHE_BLOCK = 64
+
+
+def _attend(q: jax.Array, k_t: jax.Array, v: jax.Array, mask: jax.Array, cfg: ModelConfig):
+    """softmax(q k^T * scale, masked) v for q [B, T, KV, G, D], keys transposed k_t
+    [B, KV, D, S], values v [B, KV, S, D], mask [B, T, S]; returns [B, T, KV * G * D].
+
+    Keys are stored transposed so both products are plain (non-transposed) batched matmuls:
+    on CPU a transposed operand costs about 2x. Masked scores are written as -1e30, so they weigh
+    exactly 0 beside any visible key.
+    """
+    b, t = q.shape[:2]
+    scores = jnp.einsum("btkgd,bkds->bkgts", q, k_t.astype(q.dtype)).astype(jnp.float32)
+    scores = scores * cfg.query_scale
+    if cfg.attn_logit_softcap is not None:
+        scores = jnp.tanh(scores / cfg.attn_logit_softcap) * cfg.attn_logit_softcap
+    scores = jnp.where(mask[:, None, None, :, :], scores, _MASKED)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    return jnp.einsum("bkgts,bksd->btkgd", probs, v).reshape(b, t, -1)
+
+
+def prefix_lengths(capacity: int) -> list[int]:
+    """The cache lengths a step may read: capacity, then halves rounded up to a multiple of
+    `CACHE_BLOCK`, down to one block. A prefix is read (copied) only when it is at most about
+    half the cache, so reading it never costs much more than reading the whole cache."""
+    lengths = {capacity}
+    length = capacity
+    while length > CACHE_BLOCK:
+        length = -(-(length // 2) // CACHE_BLOCK) * CACHE_BLOCK
+        lengths.add(length)
+    return sorted(lengths)
+
+
+def _attend_filled(q, k_t, v, mask, filled: jax.Array, cfg: ModelConfig) -> jax.Array:
+    """`_attend` over the cache's shortest prefix (see `prefix_lengths`) that holds all `filled`
+    slots; every later slot is empty and masked, so the result equals attending to the whole
+    cache, while a mostly empty cache is not read in full every step."""
+    lengths = prefix_lengths(v.shape[2])
+    if len(lengths) == 1:
+        return _attend(q, k_t, v, mask, cfg)
+
+    def prefix(length: int):
+        return lambda q, k_t, v, mask: _attend(
+            q, k_t[..., :length], v[:, :, :length], mask[..., :length], cfg
+        )
+
+    index = jnp.minimum(jnp.sum(jnp.asarray(lengths) < filled), len(lengths) - 1)
+    return jax.lax.switch(index, [prefix(length) for length in lengths], q, k_t, v, mask)
 
 
 class Attention(nnx.Module):
@@ -155,14 +207,15 @@ class Attention(nnx.Module):
         self,
         x: jax.Array,
         positions: jax.Array,
-        segment_ids: jax.Array,
         inv_freq: jax.Array | None,
-        window: int | None,
+        mask: jax.Array,
         cache: tuple[jax.Array, jax.Array] | None = None,
-        cache_positions: jax.Array | None = None,
-        cache_segments: jax.Array | None = None,
-        cache_index: jax.Array | None = None,
+        cache_index: jax.Array | int | None = None,
     ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
+        """x [B, T, D] at `positions` [B, T]; mask [B, T, S]: which keys each query sees (S = T
+        without a cache, the cache length with one). cache: this layer's (keys transposed
+        [B, KV, head_dim, S], values [B, KV, S, head_dim]); the chunk's keys/values are written at
+        slots [cache_index, cache_index + T) and the updated pair is returned."""
         cfg = self.cfg
         b, t, _ = x.shape
         q = self.q_proj(x).reshape(b, t, cfg.num_heads, cfg.head_dim)
@@ -172,27 +225,16 @@ class Attention(nnx.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         if inv_freq is not None:
             q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
+        k, v = k.transpose(0, 2, 3, 1), v.transpose(0, 2, 1, 3)  # [B, KV, hd, T], [B, KV, T, hd]
+        q = q.reshape(b, t, cfg.num_kv_heads, cfg.num_heads // cfg.num_kv_heads, cfg.head_dim)
 
-        k_positions, k_segments = positions, segment_ids
-        if cache is not None:
-            k_cache, v_cache = cache
-            start = (0, cache_index, 0, 0)
-            k = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), start)
-            v = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), start)
-            cache = (k, v)
-            k_positions, k_segments = cache_positions, cache_segments
-
-        groups = cfg.num_heads // cfg.num_kv_heads
-        q = q.reshape(b, t, cfg.num_kv_heads, groups, cfg.head_dim)
-        scores = jnp.einsum("btkgd,bskd->bkgts", q, k.astype(q.dtype)).astype(jnp.float32)
-        scores = scores * cfg.query_scale
-        if cfg.attn_logit_softcap is not None:
-            scores = jnp.tanh(scores / cfg.attn_logit_softcap) * cfg.attn_logit_softcap
-        mask = attention_mask(positions, segment_ids, k_positions, k_segments, window)
-        scores = jnp.where(mask[:, None, None, :, :], scores, _MASKED)
-        probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-        out = jnp.einsum("bkgts,bskd->btkgd", probs, v).reshape(b, t, -1)
-        return self.o_proj(out), cache
+        if cache is None:
+            return self.o_proj(_attend(q, k, v, mask, cfg)), None
+        k_cache, v_cache = cache
+        k = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), (0, 0, 0, cache_index))
+        v = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), (0, 0, cache_index, 0))
+        out = _attend_filled(q, k, v, mask, cache_index + t, cfg)
+        return self.o_proj(out), (k, v)
 
 
 class MLP(nnx.Module):

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jalign.models.config import ModelConfig
-from jalign.models.layers import Block, Linear, Norm, rope_inverse_frequencies
+from jalign.models.layers import Block, Linear, Norm, attention_mask, rope_inverse_frequencies
 
 Params = dict[str, Any]
 HEADS = ("lm", "scalar")
@@ -32,29 +32,40 @@ HEADS = ("lm", "scalar")
 class KVCache:
     """Keys/values of every layer plus the positions and segment ids of the cached slots.
 
-    k, v: [num_layers, batch, max_len, num_kv_heads, head_dim]; positions, segment_ids:
-    [batch, max_len] (segment 0 marks an empty or padding slot, never attended to).
+    k: a tuple with one [batch, num_kv_heads, head_dim, max_len] array per layer (keys stored
+    transposed, see `layers._attend`); v: one [batch, num_kv_heads, max_len, head_dim] array per
+    layer. Per-layer buffers let a decode step write each layer's new slot in place and read only
+    that layer's buffer; with `scan_layers` each is one array stacked over a leading layer axis,
+    as the scanned stack consumes it. positions, segment_ids: [batch, max_len] (segment 0 marks an
+    empty or padding slot, never attended to).
     """
 
-    k: jax.Array
-    v: jax.Array
+    k: tuple[jax.Array, ...] | jax.Array
+    v: tuple[jax.Array, ...] | jax.Array
     positions: jax.Array
     segment_ids: jax.Array
 
     @classmethod
     def init(cls, cfg: ModelConfig, batch: int, max_len: int, dtype: Any = None) -> KVCache:
         dtype = jnp.dtype(dtype or cfg.dtype)
-        shape = (cfg.num_layers, batch, max_len, cfg.num_kv_heads, cfg.head_dim)
+        k_shape = (batch, cfg.num_kv_heads, cfg.head_dim, max_len)
+        v_shape = (batch, cfg.num_kv_heads, max_len, cfg.head_dim)
+        if cfg.scan_layers:
+            k = jnp.zeros((cfg.num_layers, *k_shape), dtype)
+            v = jnp.zeros((cfg.num_layers, *v_shape), dtype)
+        else:
+            k = tuple(jnp.zeros(k_shape, dtype) for _ in range(cfg.num_layers))
+            v = tuple(jnp.zeros(v_shape, dtype) for _ in range(cfg.num_layers))
         return cls(
-            k=jnp.zeros(shape, dtype),
-            v=jnp.zeros(shape, dtype),
+            k=k,
+            v=v,
             positions=jnp.zeros((batch, max_len), jnp.int32),
             segment_ids=jnp.zeros((batch, max_len), jnp.int32),
         )
 
     @property
     def max_len(self) -> int:
-        return self.k.shape[2]
+        return self.positions.shape[1]
 
 
 class DecoderLM(nnx.Module):
@@ -123,7 +134,7 @@ class DecoderLM(nnx.Module):
             x = x + self.pos_embed(positions)
         inv_freq = rope_inverse_frequencies(cfg) if cfg.position_kind == "rope" else None
 
-        cache_kwargs: dict[str, Any] = {}
+        k_positions, k_segments = positions, segment_ids
         if cache is not None:
             start = (0, cache_index)
             cache = dataclasses.replace(
@@ -131,13 +142,12 @@ class DecoderLM(nnx.Module):
                 positions=jax.lax.dynamic_update_slice(cache.positions, positions, start),
                 segment_ids=jax.lax.dynamic_update_slice(cache.segment_ids, segment_ids, start),
             )
-            cache_kwargs = dict(
-                cache_positions=cache.positions,
-                cache_segments=cache.segment_ids,
-                cache_index=cache_index,
-            )
+            k_positions, k_segments = cache.positions, cache.segment_ids
+        # Masks are built once per call (one per distinct window), not once per layer.
+        visible = attention_mask(positions, segment_ids, k_positions, k_segments, None)
+        delta = positions[:, :, None] - k_positions[:, None, :]
 
-        x, new_kv = self._run_layers(x, positions, segment_ids, inv_freq, cache, cache_kwargs)
+        x, new_kv = self._run_layers(x, positions, inv_freq, visible, delta, cache, cache_index)
         if cache is not None:
             cache = dataclasses.replace(cache, k=new_kv[0], v=new_kv[1])
 
@@ -146,31 +156,44 @@ class DecoderLM(nnx.Module):
             return h, cache
         return self.project(h), cache
 
-    def project(self, hidden: jax.Array) -> jax.Array:
-        """Head applied to final hidden states: logits (soft-capped if configured) or scalars."""
+    def head_kernel(self) -> jax.Array:
+        """The lm head as a [hidden, vocab] matrix (the embedding transposed when tied).
+        A decoder computes it once and passes it to every step's `project`."""
+        if self.lm_head is not None:
+            return self.lm_head.kernel[...]
+        return self.embed.embedding[...].T
+
+    def project(self, hidden: jax.Array, head_kernel: jax.Array | None = None) -> jax.Array:
+        """Head applied to final hidden states: logits (soft-capped if configured) or scalars.
+        `head_kernel`: a precomputed `head_kernel()` (lm head only)."""
         cfg = self.cfg
         if self.score is not None:
             return self.score(hidden)[..., 0].astype(jnp.float32)
-        logits = self.lm_head(hidden) if self.lm_head is not None else self.embed.attend(hidden)
+        if head_kernel is not None:
+            dtype = jnp.dtype(cfg.dtype)
+            logits = jnp.dot(hidden.astype(dtype), head_kernel.astype(dtype))
+        elif self.lm_head is not None:
+            logits = self.lm_head(hidden)
+        else:
+            logits = self.embed.attend(hidden)
         logits = logits.astype(jnp.float32)
         if cfg.final_logit_softcap is not None:
             logits = jnp.tanh(logits / cfg.final_logit_softcap) * cfg.final_logit_softcap
         return logits
 
-    def _run_layers(self, x, positions, segment_ids, inv_freq, cache, cache_kwargs):
+    def _run_layers(self, x, positions, inv_freq, visible, delta, cache, cache_index):
+        """The block stack; returns (x, (k, v) of the updated cache or None)."""
         cfg = self.cfg
-
-        def block_call(block: Block, h, window, layer_kv):
-            return block(h, positions, segment_ids, inv_freq, window, layer_kv, **cache_kwargs)
-
         if not cfg.scan_layers:
+            masks = {
+                w: visible if w is None else visible & (delta < w) for w in set(cfg.sliding_windows)
+            }
             ks, vs = [], []
             for i, block in enumerate(self.layers):
                 layer_kv = (cache.k[i], cache.v[i]) if cache is not None else None
-                window = cfg.sliding_windows[i]
 
-                def layer(blk, h, kv, window=window):
-                    return block_call(blk, h, window, kv)
+                def layer(blk, h, kv, mask=masks[cfg.sliding_windows[i]]):
+                    return blk(h, positions, inv_freq, mask, kv, cache_index)
 
                 if cfg.remat:
                     layer = nnx.remat(layer)
@@ -178,7 +201,7 @@ class DecoderLM(nnx.Module):
                 if layer_kv is not None:
                     ks.append(layer_kv[0])
                     vs.append(layer_kv[1])
-            return x, ((jnp.stack(ks), jnp.stack(vs)) if cache is not None else None)
+            return x, ((tuple(ks), tuple(vs)) if cache is not None else None)
 
         # Scanned stack: one traced block; the per-layer window travels as data, a window of
         # None becoming a distance no sequence reaches.
@@ -191,7 +214,8 @@ class DecoderLM(nnx.Module):
         def body(h, xs):
             layer_state, window, layer_kv = xs
             block = nnx.merge(graphdef, layer_state)
-            return block_call(block, h, window if uses_window else None, layer_kv)
+            mask = visible & (delta < window) if uses_window else visible
+            return block(h, positions, inv_freq, mask, layer_kv, cache_index)
 
         if cfg.remat:
             body = jax.checkpoint(body)
@@ -227,6 +251,14 @@ def apply(
     return model(input_ids, positions, segment_ids, cache, cache_index, return_hidden)
 
 
-def project(graphdef: nnx.GraphDef, params: Params, hidden: jax.Array) -> jax.Array:
-    """Apply the head to hidden states (used by chunked logprobs to avoid [B, T, V] at once)."""
-    return nnx.merge(graphdef, params).project(hidden)
+def head_kernel(graphdef: nnx.GraphDef, params: Params) -> jax.Array:
+    """The lm head as a [hidden, vocab] matrix (see `DecoderLM.head_kernel`)."""
+    return nnx.merge(graphdef, params).head_kernel()
+
+
+def project(
+    graphdef: nnx.GraphDef, params: Params, hidden: jax.Array, kernel: jax.Array | None = None
+) -> jax.Array:
+    """Apply the head to hidden states (used by chunked logprobs to avoid [B, T, V] at once);
+    `kernel`: a precomputed `head_kernel` (the decoder's, transposed once per call)."""
+    return nnx.merge(graphdef, params).project(hidden, kernel)

@@ -16,8 +16,8 @@ Once a row has emitted an EOS it emits `pad_id` with mask 0 and logprob 0.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -27,8 +27,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jalign.errors import JalignError
-from jalign.models import KVCache, ModelConfig, Params, apply, project
-from jalign.sampling.distribution import Knobs, Truncation, log_probs
+from jalign.models import KVCache, ModelConfig, Params, apply, head_kernel, project
+from jalign.sampling.distribution import Knobs, Truncation, draw, first_argmax, log_probs
 from jalign.sampling.params import SamplingParams
 from jalign.sampling.prompts import PromptBatch, check_prompt_batch
 
@@ -60,12 +60,11 @@ class SampleOutput:
 
 @dataclasses.dataclass(frozen=True)
 class _DecodeSpec:
-    """Everything static about a decode (with the graphdef, config and mesh: the compile key)."""
+    """Everything static about a decode (with the graphdef and mesh: the compile key)."""
 
     truncation: Truncation
     n: int
     max_new_tokens: int
-    pad_id: int
 
 
 def _row_axes(mesh: Mesh) -> tuple[str, ...]:
@@ -83,11 +82,16 @@ def _rows_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
 
 def cache_sharding(mesh: Mesh, cfg: ModelConfig) -> KVCache:
     """Shardings of a `KVCache`: rows over data/fsdp; kv heads over "tensor" when it divides
-    them, else replicated on that axis."""
+    them, else replicated on that axis (one sharding per layer buffer, or one for the stacked
+    buffer of a scanned model)."""
     heads = None
     if KV_HEAD_AXIS in mesh.axis_names and cfg.num_kv_heads % mesh.shape[KV_HEAD_AXIS] == 0:
         heads = KV_HEAD_AXIS
-    kv = NamedSharding(mesh, P(None, _row_axes(mesh), None, heads, None))
+    spec = P(_row_axes(mesh), heads, None, None)
+    if cfg.scan_layers:
+        kv = NamedSharding(mesh, P(None, *spec))
+    else:
+        kv = (NamedSharding(mesh, spec),) * cfg.num_layers
     rows = _rows_sharding(mesh, 2)
     return KVCache(k=kv, v=kv, positions=rows, segment_ids=rows)
 
@@ -95,6 +99,7 @@ def cache_sharding(mesh: Mesh, cfg: ModelConfig) -> KVCache:
 def _build_decoder(graphdef: nnx.GraphDef, cfg: ModelConfig, spec: _DecodeSpec, mesh: Mesh | None):
     """The pure decode function for one compile key (jitted by `_decoder`)."""
     truncation, max_new = spec.truncation, spec.max_new_tokens
+    pad_id = cfg.pad_token_id if cfg.pad_token_id is not None else 0
 
     def constrain(tree, shardings):
         return tree if mesh is None else jax.lax.with_sharding_constraint(tree, shardings)
@@ -113,20 +118,20 @@ def _build_decoder(graphdef: nnx.GraphDef, cfg: ModelConfig, spec: _DecodeSpec, 
         hidden, cache = apply(
             graphdef, params, prompt_ids, positions, prompt_mask, cache, 0, return_hidden=True
         )
-        logits = project(graphdef, params, hidden[:, -1])
+        kernel = head_kernel(graphdef, params)  # transposed once, not once per step
+        logits = project(graphdef, params, hidden[:, -1], kernel)
         prompt_lengths = prompt_mask.sum(axis=1)
 
         def choose(logits, step, done):
             """Token, logprob and updated `done` of every row at completion index `step`."""
             logp = log_probs(logits, truncation, knobs)
             if truncation.greedy:
-                token = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+                token = first_argmax(logits)
             else:
-                token = jax.random.categorical(jax.random.fold_in(rng, step), logp, axis=-1)
-                token = token.astype(jnp.int32)
+                token = draw(logp, jax.random.fold_in(rng, step))
             logprob = jnp.take_along_axis(logp, token[:, None], axis=-1)[:, 0]
             live = ~done
-            token = jnp.where(live, token, spec.pad_id)
+            token = jnp.where(live, token, pad_id)
             logprob = jnp.where(live, logprob, 0.0)
             done = done | (live & (token[:, None] == eos_ids[None, :]).any(axis=-1))
             return token, logprob, live, done
@@ -140,7 +145,7 @@ def _build_decoder(graphdef: nnx.GraphDef, cfg: ModelConfig, spec: _DecodeSpec, 
             )
 
         out = (
-            rows(jnp.full((num_rows, max_new), spec.pad_id, jnp.int32)),
+            rows(jnp.full((num_rows, max_new), pad_id, jnp.int32)),
             rows(jnp.zeros((num_rows, max_new), jnp.float32)),
             rows(jnp.zeros((num_rows, max_new), jnp.float32)),
         )
@@ -153,7 +158,7 @@ def _build_decoder(graphdef: nnx.GraphDef, cfg: ModelConfig, spec: _DecodeSpec, 
 
         def body(carry):
             step, token, done, cache, out = carry
-            logits, cache = apply(
+            hidden, cache = apply(
                 graphdef,
                 params,
                 token[:, None],
@@ -161,9 +166,11 @@ def _build_decoder(graphdef: nnx.GraphDef, cfg: ModelConfig, spec: _DecodeSpec, 
                 jnp.ones((num_rows, 1), jnp.int32),
                 cache,
                 width + step - 1,
+                return_hidden=True,
             )
             cache = constrain(cache, kv_shardings)
-            token, logprob, live, done = choose(logits[:, 0], step, done)
+            logits = project(graphdef, params, hidden[:, 0], kernel)
+            token, logprob, live, done = choose(logits, step, done)
             return step + 1, token, done, cache, record(out, step, token, logprob, live)
 
         carry = (jnp.asarray(1, jnp.int32), token, done, cache, out)
@@ -182,10 +189,22 @@ def _build_decoder(graphdef: nnx.GraphDef, cfg: ModelConfig, spec: _DecodeSpec, 
     return decode
 
 
-@functools.lru_cache(maxsize=32)
-def _decoder(graphdef: nnx.GraphDef, cfg: ModelConfig, spec: _DecodeSpec, mesh: Mesh | None):
-    """The jitted decoder of a compile key; jax caches its compilations per input shape."""
-    return jax.jit(_build_decoder(graphdef, cfg, spec, mesh))
+_DECODERS: dict[tuple, tuple[ModelConfig, Callable]] = {}
+_MAX_DECODERS = 32
+
+
+def _decoder(graphdef: nnx.GraphDef, params: Params, spec: _DecodeSpec, mesh: Mesh | None):
+    """(model config, jitted decoder) of a compile key, built once; jax caches the decoder's
+    compilations per input shape. The graphdef is hashed once per call (it is the costly part of
+    the key) and the model is merged only on a miss."""
+    key = (graphdef, spec, mesh)
+    entry = _DECODERS.get(key)
+    if entry is None:
+        cfg = _lm_config(graphdef, params)
+        if len(_DECODERS) >= _MAX_DECODERS:
+            del _DECODERS[next(iter(_DECODERS))]
+        entry = _DECODERS[key] = (cfg, jax.jit(_build_decoder(graphdef, cfg, spec, mesh)))
+    return entry
 
 
 def _check_mesh(mesh: Mesh) -> None:
@@ -239,14 +258,13 @@ def generate(
     `cache_sharding`; params are used with the sharding they already carry. The pad token
     (`pad_token_id` of the model config, else 0) fills the completion after an EOS.
     """
-    cfg = _lm_config(graphdef, params)
-    eos_ids = _eos_array(cfg, sampling_params)
     spec = _DecodeSpec(
         truncation=Truncation.of(sampling_params),
         n=sampling_params.n,
         max_new_tokens=sampling_params.max_new_tokens,
-        pad_id=cfg.pad_token_id if cfg.pad_token_id is not None else 0,
     )
+    cfg, decoder = _decoder(graphdef, params, spec, mesh)
+    eos_ids = _eos_array(cfg, sampling_params)
     prompt_lengths = check_prompt_batch(prompts, cfg.vocab_size)
     longest = int(prompt_lengths.max())
     if longest + spec.max_new_tokens > cfg.max_position_embeddings:
@@ -270,5 +288,4 @@ def generate(
         input_ids, prompt_mask = jax.device_put((input_ids, prompt_mask), placement)
     if rng is None:
         rng = jax.random.key(sampling_params.seed)
-    decoder = _decoder(graphdef, cfg, spec, mesh)
     return decoder(params, input_ids, prompt_mask, eos_ids, rng, Knobs.of(sampling_params))

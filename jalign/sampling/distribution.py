@@ -84,6 +84,21 @@ def log_probs(logits: jax.Array, truncation: Truncation, knobs: Knobs) -> jax.Ar
     return jax.nn.log_softmax(z, axis=-1)
 
 
+def first_argmax(x: jax.Array) -> jax.Array:
+    """int32 index of the first maximum over the last axis (`jnp.argmax` without NaNs), as a max
+    and a min reduction: XLA on CPU runs argmax's paired (value, index) reduction about 10x
+    slower, which costs a [rows, vocab] decode step more than its last matmul."""
+    best = jnp.max(x, axis=-1, keepdims=True)
+    index = jax.lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1)
+    return jnp.min(jnp.where(x == best, index, x.shape[-1]), axis=-1)
+
+
+def draw(logp: jax.Array, key: jax.Array) -> jax.Array:
+    """One token per row from log-probabilities [..., V]: the Gumbel-max trick,
+    argmax(logp + Gumbel noise), i.e. exactly `jax.random.categorical(key, logp)`."""
+    return first_argmax(logp + jax.random.gumbel(key, logp.shape, logp.dtype))
+
+
 def sampling_logprobs(logits: jax.Array, tokens: jax.Array, params: SamplingParams) -> jax.Array:
     """Recompute what the sampler reported: log-prob of `tokens` [...] under the sampling
     distribution built from `logits` [..., V] (teacher-forced: logits[..., t, :] are the logits

@@ -98,10 +98,10 @@ def test_sharded_sampler_matches_single_device(model, single_device, mesh_shape)
 
 def test_cache_sharding_splits_kv_heads_only_when_divisible():
     split = cache_sharding(_mesh((2, 2, 2)), CFG)
-    assert split.k.spec == P(None, ("data", "fsdp"), None, "tensor", None)
+    assert split.k[0].spec == P(("data", "fsdp"), "tensor", None, None)
     assert split.positions.spec == P(("data", "fsdp"), None)
     replicated = cache_sharding(_mesh((1, 1, 8)), CFG)
-    assert replicated.v.spec == P(None, ("data", "fsdp"), None, None, None)
+    assert replicated.v[1].spec == P(("data", "fsdp"), None, None, None)
 
 
 def test_rows_must_divide_over_data_and_fsdp(model):
