@@ -106,7 +106,8 @@ def test_killed_run_resumes_bit_for_bit(assets, straight, tmp_path):
 
 
 def test_ppo_value_model_starts_as_the_reward_model(assets, tmp_path):
-    """PPO-ptx is on too (an SFT loss term on the demo answers)."""
+    """PPO-ptx is on too (an SFT loss term on the demo answers). The first iteration's
+    statistics on the 8 simulated devices match a single-device run's."""
     from jalign.interop import save_hf_model
     from jalign.models import create_model, load_hf_config
 
@@ -127,3 +128,11 @@ def test_ppo_value_model_starts_as_the_reward_model(assets, tmp_path):
     assert metrics["loss/value"] > 0
     assert metrics["loss/ptx"] > 0
     assert float(run.update_metrics[0]["policy/ratio_max_dev"]) == 0.0
+
+    cfg.run_dir = str(tmp_path / "one_device")
+    cfg.mesh = "data=1,fsdp=1,tensor=1"
+    single = RLRun(cfg, devices=jax.devices()[:1]).run()
+    assert jax.device_count() == 8
+    for name in ("objective/scores", "objective/kl", "loss/policy", "loss/value", "loss/ptx"):
+        np.testing.assert_allclose(single[name], metrics[name], rtol=1e-4, atol=1e-6)
+    assert single["response/length_mean"] == metrics["response/length_mean"]

@@ -82,10 +82,11 @@ def _trainee(cfg, model: LoadedModel, loss_fn, lr: float, updates: int, seed: in
 
 
 class RLRun:
-    """One RL run (fresh or resumed from its run directory). `run()` trains to the end; the
-    phases are separate methods so tests can drive and inspect one iteration."""
+    """One RL run (fresh or resumed from its run directory) on `cfg.mesh` over `devices`
+    (default: all). `run()` trains to the end; the phases are separate methods so tests can
+    drive and inspect one iteration."""
 
-    def __init__(self, cfg: ml_collections.ConfigDict):
+    def __init__(self, cfg: ml_collections.ConfigDict, devices: list | None = None):
         check_sizes(cfg)
         if not cfg.data.train:
             raise JalignError("config key 'data.train' is empty; set it to a prompt JSONL path")
@@ -94,7 +95,7 @@ class RLRun:
         self.run_dir = Path(cfg.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, self.run_dir)
-        self.mesh = make_mesh(cfg.mesh)
+        self.mesh = make_mesh(cfg.mesh, devices)
         self.tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.path)
         self.rows = cfg.train.batch_size * rl.n
         self.micro = rl.minibatch_size // cfg.train.grad_accum_steps
