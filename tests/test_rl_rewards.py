@@ -1,12 +1,14 @@
 """RL reward composition, score shaping and config checks on constructed inputs."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from jalign.config import load_config
 from jalign.errors import JalignError
+from jalign.rl import load_rl_config
 from jalign.rl.rewards import (
     FunctionReward,
     combine,
@@ -101,3 +103,29 @@ def test_config_errors_name_key_and_allowed_values(tmp_path):
         check_sizes(cfg)
     with pytest.raises(JalignError, match=r"'rl\.kl_cof'"):
         load_config(_config(tmp_path, ["cfg.rl.kl_cof = 0.1"]), schema=rl_schema("grpo"))
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize(
+    ("command", "name", "estimator"),
+    [
+        ("ppo", "ppo_demo.py", "gae"),
+        ("grpo", "grpo_demo.py", "grpo"),
+        ("grpo", "grpo_demo.py", "rloo"),
+        ("grpo", "grpo_demo.py", "reinforce_pp"),
+    ],
+)
+def test_bundled_rl_configs_validate(command, name, estimator):
+    cfg = load_rl_config(command, str(CONFIGS / name), [f"--config.rl.estimator={estimator}"])
+    assert cfg.rl.estimator == estimator and cfg.train.total_steps > 0
+
+
+def test_cli_reports_a_bad_rl_config_value(capsys):
+    from jalign.cli import main
+
+    config = str(CONFIGS / "grpo_demo.py")
+    assert main(["grpo", "--config", config, "--config.rl.estimator=gae"]) == 2
+    err = capsys.readouterr().err
+    assert "jalign grpo: error:" in err and "'rl.estimator' has value 'gae'" in err
