@@ -13,6 +13,7 @@ import pytest
 from jalign.errors import JalignError
 from jalign.interop import load_hf_model
 from jalign.models import apply, create_model, from_hf_dict
+from jalign.models.layers import prefix_lengths
 from jalign.sampling import (
     PromptBatch,
     SamplingParams,
@@ -220,6 +221,27 @@ def test_logprobs_match_teacher_forcing(tiny, sampling):
         assert bool(out.finished_with_eos[row]) == (int(out.tokens[row, length - 1]) == EOS)
         assert bool(out.finished_with_eos[row]) or length == MAX_NEW
         assert np.all(np.asarray(out.tokens[row, length:]) == 0)
+
+
+def test_prefix_lengths_halve_down_to_one_block():
+    assert prefix_lengths(64) == [64]
+    assert prefix_lengths(167) == [64, 128, 167]
+    assert prefix_lengths(576) == [64, 128, 192, 320, 576]  # 576/2=288 -> 320, 320/2 -> 192, ...
+
+
+def test_long_decode_reading_cache_prefixes_matches_teacher_forcing():
+    """160 new tokens: the cache (167 slots) is read as its 64-, 128- and 167-slot prefix as it
+    fills; tokens and logprobs must equal a cache-free forward pass of the result."""
+    cfg = dataclasses.replace(TINY, max_position_embeddings=256)
+    graphdef, params = create_model(cfg, seed=3)
+    params = jax.tree.map(lambda x: x * 8 if x.ndim == 2 else x, params)
+    sampling = SamplingParams(temperature=0, max_new_tokens=160, eos_ids=())
+    out = generate(graphdef, params, make_prompt_batch(PROMPTS), sampling)
+    logits = _teacher_forced_logits(graphdef, params, out)
+    np.testing.assert_array_equal(out.tokens, np.argmax(logits, axis=-1))
+    recomputed = sampling_logprobs(logits, out.tokens, sampling)
+    np.testing.assert_allclose(out.logprobs, recomputed, atol=1e-4)
+    assert len({tuple(row[100:]) for row in np.asarray(out.tokens)}) == 3  # rows still differ
 
 
 def test_top_k_1_is_greedy(tiny):

@@ -28,6 +28,7 @@ import transformers
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 from jalign.interop import load_hf_model, smollm2_hf_folder
+from jalign.runtime import configure_xla_flags
 from jalign.sampling import SamplingParams, generate, make_prompt_batch
 
 
@@ -153,6 +154,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, demo-size model only")
     args = parser.parse_args()
+    configure_xla_flags()  # jalign's CPU settings, as the CLI applies them (before any jax work)
     repeats = 1 if args.quick else 3
     transformers.logging.disable_progress_bar()
     bandwidth = measure_memory_bandwidth()
