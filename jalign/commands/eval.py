@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
+
 from jalign.data import DataConfig, load_tokenizer, open_records, parse_record, render_chat
 from jalign.data.encode import TextEncoder
 from jalign.errors import JalignError
@@ -135,7 +137,7 @@ def run_eval(
         encode=ids.__getitem__,
     )
     table = format_table(rows)
-    if out:
+    if out and jax.process_index() == 0:  # one writer in a multi-process job
         report = {
             "policies": models,
             "reference": reference,

@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import numpy as np
 from flax import nnx
+from jax.experimental import multihost_utils
 
 from jalign.data import pad_token_id
 from jalign.sampling import SampleOutput, SamplingParams, generate, make_prompt_batch
@@ -38,12 +39,20 @@ class Rollouts:
         return self.mask.sum(axis=1)
 
 
+def host_array(x: Any) -> np.ndarray:
+    """`x` as a numpy array on this host; an array spread over several processes' devices is
+    gathered from all of them (every process must call this together)."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))
+
+
 def rollouts_from_output(
     prompts: Sequence[Any], output: SampleOutput, tokenizer: Any, rows: int
 ) -> Rollouts:
     """The first `rows` rows of a `generate` output (on the host), decoded; `prompts` has one
     entry per prompt of those rows."""
-    output = jax.device_get(output)
+    output = jax.tree.map(host_array, output)
     tokens = np.asarray(output.tokens)[:rows]
     lengths = np.asarray(output.lengths)[:rows]
     n = rows // len(prompts)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from jalign.eval.rollouts import Rollouts
+from jalign.eval.rollouts import Rollouts, host_array
 
 WIDTH_MULTIPLE = 16  # sequence widths are rounded up to this (few compiled shapes)
 
@@ -60,5 +60,5 @@ def map_rows(
             chunk = {
                 k: np.concatenate([v, np.repeat(v[:1], rows - real, 0)]) for k, v in chunk.items()
             }
-        out.append(np.asarray(fn(chunk))[:real])
+        out.append(host_array(fn(chunk))[:real])
     return np.concatenate(out)
