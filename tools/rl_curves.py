@@ -2,7 +2,7 @@
 
     ppo        PPO on the demo reward model (configs/ppo_demo.py)
     grpo       GRPO on the gold verifier (configs/grpo_demo.py)
-    ppo_lowkl  PPO on the demo reward model with a very small KL coefficient (reward
+    ppo_lowkl  PPO on the demo reward model with no KL penalty and a 3x learning rate (reward
                over-optimisation, Gao et al. 2023: RM reward may rise while gold falls)
 
 Every run logs both rewards on its own rollouts (the one it does not train on is a monitor,
@@ -34,7 +34,11 @@ REPO = Path(__file__).resolve().parent.parent
 RUNS = {
     "ppo": ("ppo", "configs/ppo_demo.py", []),
     "grpo": ("grpo", "configs/grpo_demo.py", []),
-    "ppo_lowkl": ("ppo", "configs/ppo_demo.py", ["--config.rl.kl_coef=0.0005"]),
+    "ppo_lowkl": (
+        "ppo",
+        "configs/ppo_demo.py",
+        ["--config.rl.kl_coef=0.0", "--config.optimizer.lr=3e-4"],
+    ),
 }
 
 

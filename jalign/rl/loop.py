@@ -70,9 +70,11 @@ def _trainee(cfg, model: LoadedModel, loss_fn, lr: float, updates: int, seed: in
     opt_cfg = OptimizerConfig(**values)
     optimizer = make_optimizer(opt_cfg)
     shardings = state_shardings(model, optimizer, None)
-    # A copy: the step donates its state, and `model.params` may still be used (reference).
-    params = jax.tree.map(lambda x: jax.numpy.array(x, copy=True), model.params)
-    state = jax.jit(lambda p: init_train_state(p, optimizer, seed), out_shardings=shardings)(params)
+    init = jax.jit(lambda p: init_train_state(p, optimizer, seed), out_shardings=shardings)
+    state = init(model.params)
+    # The state may hold `model.params` themselves, and the step donates its state: keep no
+    # second handle on them (the reference is a separate copy, see `cast_frozen`).
+    model = dataclasses.replace(model, params=None)
     step = make_train_step(
         loss_fn, optimizer, cfg.train.grad_accum_steps, learning_rate_schedule(opt_cfg)
     )
