@@ -105,7 +105,7 @@ def test_killed_run_resumes_bit_for_bit(assets, straight, tmp_path):
     assert _records(run_dir) == _records(straight[0])  # exact float equality
 
 
-def test_ppo_value_model_starts_as_the_reward_model(assets, tmp_path):
+def test_ppo_value_starts_as_reward_model_and_one_device_agrees(assets, tmp_path):
     """PPO-ptx is on too (an SFT loss term on the demo answers). The first iteration's
     statistics on the 8 simulated devices match a single-device run's."""
     from jalign.interop import save_hf_model
