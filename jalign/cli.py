@@ -10,6 +10,9 @@
     jalign dpo --config configs/dpo_demo.py [--config.dpo.loss_type=ipo]
     jalign ppo --config configs/ppo_demo.py
     jalign grpo --config configs/grpo_demo.py [--config.rl.estimator=rloo]
+    jalign pipeline --config configs/pipeline_demo.py   SFT, RM, DPO, semi-online DPO, PPO, GRPO
+    jalign judge --judge MODEL --pairs FILE --out FILE  label response pairs (RLAIF)
+    jalign constitutional --model MODEL --prompts FILE --out DIR   critique-and-revise data
 
 User errors (`JalignError`) print as one line on stderr and exit with status 2.
 """
@@ -27,6 +30,7 @@ from jalign.runtime import configure_xla_flags
 
 TRAINERS = ("sft", "rm", "dpo")
 RL_TRAINERS = ("ppo", "grpo")
+CONFIGURED = (*TRAINERS, *RL_TRAINERS, "pipeline")  # commands that take --config.* overrides
 
 
 def _split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -135,6 +139,47 @@ def _cmd_rl(name: str) -> Callable[[argparse.Namespace], None]:
     return run
 
 
+def _cmd_pipeline(args: argparse.Namespace) -> None:
+    from jalign.eval.evaluate import format_table
+    from jalign.pipeline import load_pipeline_config, run_pipeline
+
+    summary = run_pipeline(load_pipeline_config(args.config, args.overrides))
+    print(format_table(summary["table"]))
+    print(f"reward model held-out accuracy vs gold: {summary['rm_gold_accuracy']:.1%}")
+    print("plots: " + ", ".join(summary["plots"]))
+
+
+def _cmd_judge(args: argparse.Namespace) -> None:
+    from jalign.commands.feedback import run_judge
+    from jalign.feedback import DEFAULT_CRITERIA
+
+    stats = run_judge(
+        args.judge,
+        args.pairs,
+        args.out,
+        args.criteria or DEFAULT_CRITERIA,
+        args.batch_size,
+        args.keep_inconsistent,
+    )
+    print(json.dumps(stats, indent=2))
+
+
+def _cmd_constitutional(args: argparse.Namespace) -> None:
+    from jalign.commands.feedback import run_constitutional
+
+    counts = run_constitutional(
+        args.model,
+        args.prompts,
+        args.out,
+        args.principles,
+        args.max_new_tokens,
+        args.temperature,
+        args.batch_size,
+        args.seed,
+    )
+    print(json.dumps(counts, indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jalign", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -201,6 +246,34 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=f"online RL ({name}) from a config file")
         p.add_argument("--config", required=True, help="configs/*.py with get_config()")
         p.set_defaults(func=_cmd_rl(name))
+
+    p = sub.add_parser("pipeline", help="the whole alignment pipeline and its eval table")
+    p.add_argument("--config", required=True, help="e.g. configs/pipeline_demo.py")
+    p.set_defaults(func=_cmd_pipeline)
+
+    p = sub.add_parser("judge", help="label response pairs with a judge model (RLAIF)")
+    p.add_argument("--judge", required=True, help="judge model: HF folder, .gguf or 'smollm2'")
+    p.add_argument("--pairs", required=True, help="records {'prompt', 'responses': [a, b]}")
+    p.add_argument("--out", required=True, help="preference JSONL to write")
+    p.add_argument("--criteria", help="what 'better' means (default: helpful, correct, ...)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--keep-inconsistent",
+        action="store_true",
+        help="keep pairs whose verdict flips when the responses swap places",
+    )
+    p.set_defaults(func=_cmd_judge)
+
+    p = sub.add_parser("constitutional", help="critique-and-revise SFT and preference data")
+    p.add_argument("--model", required=True, help="HF folder, .gguf or 'smollm2'")
+    p.add_argument("--prompts", required=True, help="records {'prompt': str}")
+    p.add_argument("--out", required=True, help="folder for sft.jsonl and preference.jsonl")
+    p.add_argument("--principles", default="", help="file with one principle per line")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_constitutional)
     return parser
 
 
@@ -211,10 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(rest)
     args.overrides = overrides
-    if overrides and args.command not in TRAINERS + RL_TRAINERS:
-        parser.error(
-            f"--config.* overrides apply to trainers only ({', '.join(TRAINERS + RL_TRAINERS)})"
-        )
+    if overrides and args.command not in CONFIGURED:
+        parser.error(f"--config.* overrides apply only to {', '.join(CONFIGURED)}")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
