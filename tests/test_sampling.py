@@ -244,6 +244,19 @@ def test_long_decode_reading_cache_prefixes_matches_teacher_forcing():
     assert len({tuple(row[100:]) for row in np.asarray(out.tokens)}) == 3  # rows still differ
 
 
+def test_scanned_stack_decodes_like_the_list_of_layers(tiny):
+    """The scanned model keeps its cache stacked over layers; same weights, same completions."""
+    graphdef, params = tiny
+    scanned_graphdef, _ = create_model(dataclasses.replace(TINY, scan_layers=True))
+    layers = [params["layers"][i] for i in range(TINY.num_layers)]
+    scanned = {**params, "layers": jax.tree.map(lambda *xs: jnp.stack(xs), *layers)}
+    prompts = make_prompt_batch(PROMPTS)
+    expected = generate(graphdef, params, prompts, GREEDY)
+    out = generate(scanned_graphdef, scanned, prompts, GREEDY)
+    np.testing.assert_array_equal(out.tokens, expected.tokens)
+    np.testing.assert_allclose(out.logprobs, expected.logprobs, atol=1e-5)
+
+
 def test_top_k_1_is_greedy(tiny):
     """(top_p -> 0 giving the one-point distribution is checked on exact numbers above.)"""
     graphdef, params = tiny
