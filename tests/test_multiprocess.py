@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -26,6 +27,7 @@ from jalign.distributed import (
     settings_from_env,
 )
 from jalign.errors import JalignError
+from jalign.interop import load_hf_model
 from jalign.train.loop import train
 from jalign.train.trainers import load_trainer_config
 
@@ -39,7 +41,7 @@ def get_config():
     cfg.mesh = "data=8"
     cfg.data = ml_collections.ConfigDict(dict(train="", max_length=24, num_epochs=None))
     cfg.train = ml_collections.ConfigDict(
-        dict(batch_size=16, total_steps={STEPS}, log_every=1, save_every=2, export_hf=False)
+        dict(batch_size=16, total_steps={STEPS}, log_every=1, save_every=2, export_hf=True)
     )
     cfg.optimizer = ml_collections.ConfigDict(dict(lr=3e-3, warmup_steps=0))
     return cfg
@@ -127,6 +129,10 @@ def test_two_processes_match_one(setup):
     # Both processes took part in each orbax save; the steps are committed.
     for step in (2, 3):
         assert (root / "two" / "checkpoints" / str(step) / "commit_success.txt").exists()
+    # The parameters were gathered from both processes and written once, by process 0.
+    _, _, two = load_hf_model(root / "two" / "hf")
+    _, _, one = load_hf_model(root / "one" / "hf")
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), two, one)
 
 
 def test_distributed_settings_from_env():

@@ -13,10 +13,10 @@ from typing import Any
 import jax
 import numpy as np
 from flax import nnx
-from jax.experimental import multihost_utils
 
 from jalign.data import pad_token_id
 from jalign.sampling import SampleOutput, SamplingParams, generate, make_prompt_batch
+from jalign.sharding import host_array
 
 RewardFn = Callable[[list[str], list[str]], np.ndarray]
 
@@ -37,14 +37,6 @@ class Rollouts:
     @property
     def lengths(self) -> np.ndarray:
         return self.mask.sum(axis=1)
-
-
-def host_array(x: Any) -> np.ndarray:
-    """`x` as a numpy array on this host; an array spread over several processes' devices is
-    gathered from all of them (every process must call this together)."""
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
-        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-    return np.asarray(jax.device_get(x))
 
 
 def rollouts_from_output(

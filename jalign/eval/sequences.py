@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from jalign.eval.rollouts import Rollouts, host_array
+from jalign.eval.rollouts import Rollouts
+from jalign.sharding import host_array
 
 WIDTH_MULTIPLE = 16  # sequence widths are rounded up to this (few compiled shapes)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AbstractMesh, AxisType, Mesh, NamedSharding, PartitionSpec
 
 from jalign.errors import JalignError
@@ -144,3 +145,11 @@ def shard_batch(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
         else:
             out[name] = jax.device_put(value, sharding)
     return out
+
+
+def host_array(x: Any) -> np.ndarray:
+    """`x` as a numpy array on this host; an array spread over several processes' devices is
+    gathered from all of them (every process must call this together)."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))

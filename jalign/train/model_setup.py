@@ -15,7 +15,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jalign.data import load_tokenizer
 from jalign.interop import load_model_source, resolve_model_folder, save_hf_model
 from jalign.models import ModelConfig, create_model, load_hf_config
-from jalign.sharding import param_shardings, parse_rules
+from jalign.sharding import host_array, param_shardings, parse_rules
 
 
 @dataclasses.dataclass
@@ -96,8 +96,10 @@ def state_shardings(
 
 
 def export_model(model: LoadedModel, params: Any, folder: Path, tokenizer: Any) -> Path:
-    """Write `params` as an HF folder (config.json, safetensors, tokenizer files)."""
-    host_params = jax.device_get(params)
-    save_hf_model(folder, model.config, host_params, source_config=model.source)
-    tokenizer.save_pretrained(folder)
+    """Write `params` as an HF folder (config.json, safetensors, tokenizer files). In a
+    multi-process run every process gathers the params (collectively) and process 0 writes."""
+    host_params = jax.tree.map(host_array, params)
+    if jax.process_index() == 0:
+        save_hf_model(folder, model.config, host_params, source_config=model.source)
+        tokenizer.save_pretrained(folder)
     return folder
