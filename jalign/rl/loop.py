@@ -31,7 +31,7 @@ import numpy as np
 
 from jalign.checkpoint import CheckpointManager, check_finite
 from jalign.config import save_config
-from jalign.data import PROMPT, SFT, DataPipeline, load_tokenizer
+from jalign.data import PROMPT, SFT, DataPipeline
 from jalign.errors import JalignError
 from jalign.losses import KLControllerConfig, explained_variance, update_kl_coef
 from jalign.metrics import MetricsLogger
@@ -47,7 +47,13 @@ from jalign.sampling import PromptBatch, SamplingParams, generate
 from jalign.sharding import batch_sharding, make_mesh, shard_batch
 from jalign.train.forward import SEQUENCE_KEYS
 from jalign.train.loop import data_config
-from jalign.train.model_setup import LoadedModel, export_model, load_model, state_shardings
+from jalign.train.model_setup import (
+    LoadedModel,
+    export_model,
+    load_model,
+    load_run_tokenizer,
+    state_shardings,
+)
 from jalign.train.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
 from jalign.train.state import TrainState, compile_step, init_train_state, make_train_step
 
@@ -98,7 +104,7 @@ class RLRun:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, self.run_dir)
         self.mesh = make_mesh(cfg.mesh, devices)
-        self.tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.path)
+        self.tokenizer = load_run_tokenizer(cfg)
         self.rows = cfg.train.batch_size * rl.n
         self.micro = rl.minibatch_size // cfg.train.grad_accum_steps
         updates = cfg.train.total_steps * rl.epochs * (self.rows // rl.minibatch_size)

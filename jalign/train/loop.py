@@ -27,11 +27,17 @@ import numpy as np
 
 from jalign.checkpoint import CheckpointManager, check_finite
 from jalign.config import save_config
-from jalign.data import DataConfig, DataPipeline, load_tokenizer
+from jalign.data import DataConfig, DataPipeline
 from jalign.errors import JalignError
 from jalign.metrics import MetricsLogger, Throughput
 from jalign.sharding import batch_sharding, make_mesh, shard_batch
-from jalign.train.model_setup import LoadedModel, export_model, load_model, state_shardings
+from jalign.train.model_setup import (
+    LoadedModel,
+    export_model,
+    load_model,
+    load_run_tokenizer,
+    state_shardings,
+)
 from jalign.train.objective import Objective, RunContext, TrainingData
 from jalign.train.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
 from jalign.train.state import TrainState, compile_step, init_train_state, make_train_step
@@ -152,7 +158,7 @@ def train(cfg: ml_collections.ConfigDict, objective: Objective) -> TrainResult:
     save_config(cfg, run_dir)
 
     mesh = make_mesh(cfg.mesh)
-    tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.path)
+    tokenizer = load_run_tokenizer(cfg)
     model = load_model(cfg, mesh, head=objective.head)
     ctx = RunContext(cfg, model.graphdef, model.config, mesh, tokenizer)
 
