@@ -7,10 +7,13 @@ import numpy as np
 import pytest
 
 from jalign.config import load_config
+from jalign.demo import paths
 from jalign.errors import JalignError
+from jalign.models import apply, create_model, load_hf_config
 from jalign.rl import load_rl_config
 from jalign.rl.rewards import (
     FunctionReward,
+    ModelReward,
     combine,
     import_function,
     parse_spec,
@@ -59,7 +62,7 @@ def test_weighted_sum_of_rewards_and_missing_eos_penalty():
 
 def test_reward_function_shape_is_checked():
     bad = FunctionReward("bad", lambda p, c: [1.0])
-    with pytest.raises(JalignError, match="one score per completion"):
+    with pytest.raises(JalignError, match="one number per completion"):
         bad(_rollout())
 
 
@@ -73,7 +76,7 @@ def test_bad_reward_specs_name_the_allowed_forms(spec):
 
 def test_reward_functions_import_or_say_why():
     assert import_function("jalign.demo.task:gold_reward_fn")(["sort: 2 1"], ["1 2"]) == 1.0
-    with pytest.raises(JalignError, match=re.escape("must look like 'module.path:fn'")):
+    with pytest.raises(JalignError, match=re.escape("allowed: 'package.module:function'")):
         import_function("no_colon")
     with pytest.raises(JalignError, match="cannot be imported"):
         import_function("jalign.demo.task:no_such_fn")
@@ -129,3 +132,26 @@ def test_cli_reports_a_bad_rl_config_value(capsys):
     assert main(["grpo", "--config", config, "--config.rl.estimator=gae"]) == 2
     err = capsys.readouterr().err
     assert "jalign grpo: error:" in err and "'rl.estimator' has value 'gae'" in err
+
+
+def test_reward_model_reads_the_last_real_token_of_left_padded_rows():
+    """Rows are a left-padded prompt then a right-padded completion: the score must be the
+    scalar head's output at the last completion token, as for the unpadded sequence."""
+    graphdef, params = create_model(load_hf_config(paths()), head="scalar", seed=1)
+    ids = np.array([[0, 3, 4, 5, 6, 7, 0], [3, 4, 5, 9, 6, 0, 0]], np.int32)
+    seg = np.array([[0, 1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 0, 0]], np.int32)
+    rollout = Rollout(
+        prompts=["a", "b"],
+        completions=["x", "y"],
+        input_ids=ids,
+        segment_ids=seg,
+        completion_ids=ids[:, 4:],
+        completion_mask=seg[:, 4:].astype(np.float32),
+        sample_logprobs=np.zeros((2, 3), np.float32),
+        finished_with_eos=np.array([False, False]),
+    )
+    scores = ModelReward("rm", graphdef, params, chunk=2, put=lambda b: b)(rollout)
+    for row, tokens in enumerate([[3, 4, 5, 6, 7], [3, 4, 5, 9, 6]]):
+        ones = np.ones((1, len(tokens)), np.int32)
+        out, _ = apply(graphdef, params, np.array([tokens]), np.arange(len(tokens))[None], ones)
+        assert scores[row] == pytest.approx(float(out[0, -1]), abs=1e-5)

@@ -15,19 +15,18 @@ the missing-EOS penalty and the optional clipping / whitening.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from jalign.errors import JalignError
-from jalign.losses import last_token_index, normalize_scores, penalize_missing_eos
-from jalign.models import apply
+from jalign.eval.rewards import import_callable, text_scorer
+from jalign.losses import normalize_scores, penalize_missing_eos
 from jalign.rl.rollout import Rollout
+from jalign.train.forward import sequence_rewards
 
 FUNCTION = "function"
 MODEL = "model"
@@ -44,16 +43,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 def import_function(source: str) -> Callable[[list[str], list[str]], Any]:
     """'module.path:fn' -> the callable."""
-    module_name, sep, name = source.partition(":")
-    if not sep:
-        raise JalignError(f"reward function {source!r} must look like 'module.path:fn'")
-    try:
-        function = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as e:
-        raise JalignError(f"reward function {source!r} cannot be imported: {e}") from e
-    if not callable(function):
-        raise JalignError(f"reward function {source!r} is not callable")
-    return function
+    return import_callable(source, "a reward function (prompts, completions) -> scores")
 
 
 @dataclasses.dataclass
@@ -64,30 +54,13 @@ class FunctionReward:
     function: Callable[[list[str], list[str]], Any]
 
     def __call__(self, rollout: Rollout) -> np.ndarray:
-        scores = np.asarray(self.function(rollout.prompts, rollout.completions), np.float32)
-        if scores.shape != (rollout.rows,):
-            raise JalignError(
-                f"reward function {self.name} returned shape {scores.shape}; allowed: one "
-                f"score per completion, shape ({rollout.rows},)"
-            )
-        return scores
-
-
-def last_token_scores(
-    graphdef: nnx.GraphDef, params: Any, input_ids: jax.Array, segment_ids: jax.Array
-) -> jax.Array:
-    """A scalar-head model's output [B] at each row's last real token (rows may be padded on
-    both sides: left-padded prompt + right-padded completion)."""
-    positions = jnp.maximum(jnp.cumsum(segment_ids, axis=1) - 1, 0)
-    out, _ = apply(graphdef, params, input_ids, positions, segment_ids)
-    last = last_token_index(segment_ids)
-    return jnp.take_along_axis(out, last[:, None], axis=1)[:, 0].astype(jnp.float32)
+        return text_scorer(self.function)(rollout).astype(np.float32)
 
 
 @dataclasses.dataclass
 class ModelReward:
-    """A trained reward model. `score_rows(params, ids, segment_ids)` is jitted once; rows are
-    scored in chunks of `chunk` rows (one compiled shape)."""
+    """A trained reward model read at each row's last real token (`sequence_rewards`), jitted
+    once; rows are scored in chunks of `chunk` rows (one compiled shape)."""
 
     name: str
     graphdef: nnx.GraphDef
@@ -96,14 +69,16 @@ class ModelReward:
     put: Callable[[dict], dict]
 
     def __post_init__(self) -> None:
-        self._score = jax.jit(lambda p, ids, seg: last_token_scores(self.graphdef, p, ids, seg))
+        self._score = jax.jit(lambda p, batch: sequence_rewards(self.graphdef, p, batch))
 
     def __call__(self, rollout: Rollout) -> np.ndarray:
+        sequences = rollout.sequences()
+        keys = ("input_ids", "positions", "segment_ids")
         out = []
         for start in range(0, rollout.rows, self.chunk):
             rows = slice(start, start + self.chunk)
-            batch = self.put({"ids": rollout.input_ids[rows], "seg": rollout.segment_ids[rows]})
-            out.append(np.asarray(self._score(self.params, batch["ids"], batch["seg"])))
+            batch = self.put({k: sequences[k][rows] for k in keys})
+            out.append(np.asarray(self._score(self.params, batch), np.float32))
         return np.concatenate(out)
 
 

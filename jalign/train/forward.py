@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jalign.losses import chunked_shifted_logprobs, shifted_logprobs
+from jalign.losses import chunked_shifted_logprobs, last_token_index, shifted_logprobs
 from jalign.models import apply, project
 
 SEQUENCE_KEYS = ("input_ids", "positions", "segment_ids", "loss_mask")
@@ -46,8 +46,8 @@ def paired(batch: dict) -> dict:
 
 
 def last_token_values(values: jax.Array, segment_ids: jax.Array) -> jax.Array:
-    """values [B, T] read at each row's last real token (right-padded rows)."""
-    last = jnp.maximum(jnp.sum(segment_ids > 0, axis=1) - 1, 0)
+    """values [B, T] read at each row's last real token (rows padded on either side)."""
+    last = last_token_index(segment_ids)
     return jnp.take_along_axis(values, last[:, None], axis=1)[:, 0]
 
 
