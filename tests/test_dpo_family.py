@@ -107,7 +107,7 @@ def test_kto_trains_on_unpaired_data(data, tmp_path):
     records = _records(tmp_path / "kto")
     # Step 1: policy == reference, so r = z0 = 0 and every example costs 1 - sigmoid(0) = 0.5.
     assert records[0]["loss"] == pytest.approx(0.5, abs=1e-6)
-    assert records[0]["kl"] == 0.0
+    assert records[0]["kl"] == pytest.approx(0.0, abs=1e-5)
     assert records[1]["kl"] > 0  # the reference point moves once the policy does
     # Desirable completions gain more implicit reward than undesirable ones (held-in eval).
     assert result.eval_metrics["loss"] < 0.5 - 0.02
