@@ -42,7 +42,7 @@ from jalign.rl.metrics import PhaseTimer, mean_metrics, rollout_metrics
 from jalign.rl.rewards import combine, shape_scores
 from jalign.rl.rollout import Rollout, build_rollout
 from jalign.rl.schema import check_sizes
-from jalign.rl.setup import cast_frozen, reward_sources, value_model
+from jalign.rl.setup import FrozenParams, cast_frozen, reward_sources, value_model
 from jalign.sampling import PromptBatch, SamplingParams, generate
 from jalign.sharding import batch_sharding, make_mesh, shard_batch
 from jalign.train.forward import SEQUENCE_KEYS
@@ -112,7 +112,9 @@ class RLRun:
 
         policy = load_model(cfg, self.mesh, head="lm")
         self.eos_id = (policy.config.eos_token_ids or (-1,))[0]
-        self.reference = cast_frozen(policy.params, rl.frozen_dtype)
+        self.reference = FrozenParams(
+            cast_frozen(policy.params, rl.frozen_dtype), rl.offload_frozen
+        )
         self.policy = _trainee(
             cfg, policy, make_policy_loss(policy.graphdef, rl), cfg.optimizer.lr, updates, cfg.seed
         )
@@ -239,7 +241,8 @@ class RLRun:
         order = self._order(iteration, 0)
         run = lambda fn, params: forward_in_chunks(fn, params, seqs, order, self.micro, self.put)  # noqa: E731
         old_logp, entropy = run(self._logprobs, self.policy.state.params)
-        ref_logp, _ = run(self._logprobs, self.reference)
+        with self.reference.on_device() as reference:
+            ref_logp, _ = run(self._logprobs, reference)
         out = {"old_logp": old_logp, "ref_logp": ref_logp, "entropy": entropy}
         if self.value is not None:
             out["old_values"] = run(self._values, self.value.state.params)

@@ -64,6 +64,9 @@ def rl_section(command: str) -> ml_collections.ConfigDict:
             "value_coef": 0.1,
             "value_lr": 0.0,  # 0 = optimizer.lr
             "frozen_dtype": "float32",  # reference and reward models' params
+            # Park the frozen models (reference, reward models) in host memory between their
+            # forward phases: on the device only while they run (`jalign.rl.setup.FrozenParams`).
+            "offload_frozen": False,
             # PPO-ptx (Ouyang et al. 2022): + ptx_coef x SFT loss on a minibatch of ptx_data.
             "ptx_coef": 0.0,  # 0 = off
             "ptx_data": "",  # an SFT-kind data file
