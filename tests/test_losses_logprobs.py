@@ -55,6 +55,17 @@ def test_shifted_logprobs_alignment():
         assert got[b, 0] == 0.0
         for t in range(1, 5):  # entry t: logits at t-1 predicting token t
             assert got[b, t] == pytest.approx(ref[b, t - 1, IDS[b, t]], abs=1e-5)
+    logps, hits = shifted_logprobs(jnp.asarray(LOGITS), jnp.asarray(IDS), with_hits=True)
+    np.testing.assert_array_equal(logps, got)
+    np.testing.assert_array_equal(hits[:, 1:], LOGITS[:, :-1].argmax(-1) == IDS[:, 1:])
+    assert not hits[:, 0].any()
+
+
+def test_token_logprobs_gradient_is_softmax_minus_one_hot():
+    grad = jax.grad(lambda x: jnp.sum(token_logprobs(x, jnp.asarray(IDS), 0.7)))(LOGITS)
+    probs = np.exp(_np_log_softmax(LOGITS / 0.7))
+    expected = (np.eye(7)[IDS] - probs) / 0.7
+    np.testing.assert_allclose(grad, expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("chunk_size", [2, 3])  # T - 1 = 4 positions: exact split / padded

@@ -15,11 +15,25 @@ import jax.numpy as jnp
 from jalign.errors import JalignError
 
 
-def token_logprobs(logits: jax.Array, targets: jax.Array, temperature: float = 1.0) -> jax.Array:
-    """log softmax(logits / temperature)[target], float32. logits [..., V], targets [...]."""
+def token_logprobs(
+    logits: jax.Array, targets: jax.Array, temperature: float = 1.0, with_hits: bool = False
+) -> jax.Array | tuple[jax.Array, jax.Array]:
+    """log softmax(logits / temperature)[target], float32. logits [..., V], targets [...].
+
+    log p = z_target - m - log sum_v exp(z_v - m), with m = max_v z_v (held constant for the
+    gradient). The target logit is read through a one-hot mask rather than a gather, so the
+    backward pass is one fused elementwise pass (softmax - one-hot) instead of a scatter into a
+    [..., V] zero tensor. With `with_hits`, also returns whether the target logit is the
+    largest (ties count as hits): the token accuracy from the same pass over the logits.
+    """
     logits = logits.astype(jnp.float32) / temperature
-    picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-    return picked - jax.nn.logsumexp(logits, axis=-1)
+    top = jnp.max(logits, axis=-1, keepdims=True)
+    shift = jax.lax.stop_gradient(jnp.where(jnp.isfinite(top), top, 0.0))
+    log_norm = jnp.log(jnp.sum(jnp.exp(logits - shift), axis=-1)) + shift[..., 0]
+    vocab = jax.lax.broadcasted_iota(targets.dtype, logits.shape, logits.ndim - 1)
+    picked = jnp.sum(jnp.where(vocab == targets[..., None], logits, 0.0), axis=-1)
+    logps = picked - log_norm
+    return (logps, picked >= top[..., 0]) if with_hits else logps
 
 
 def token_entropy(logits: jax.Array, temperature: float = 1.0) -> jax.Array:
@@ -33,19 +47,24 @@ def token_entropy(logits: jax.Array, temperature: float = 1.0) -> jax.Array:
 
 
 def shifted_logprobs(
-    logits: jax.Array, input_ids: jax.Array, temperature: float = 1.0
-) -> jax.Array:
+    logits: jax.Array, input_ids: jax.Array, temperature: float = 1.0, with_hits: bool = False
+) -> jax.Array | tuple[jax.Array, jax.Array]:
     """[B, T]: entry t = log p(input_ids[t] | input_ids[<t]) from logits[:, t-1]; entry 0 = 0.
 
-    Multiply by `loss_mask` (same alignment) to keep only the targets.
+    Multiply by `loss_mask` (same alignment) to keep only the targets. Every position of
+    `logits` is reduced (the last one against a dummy target, then dropped), so the [B, T, V]
+    logits are never sliced or copied, nor their gradient padded. With `with_hits`, also
+    returns the shifted `token_logprobs` hits (entry 0 False).
     """
-    lp = token_logprobs(logits[:, :-1], input_ids[:, 1:], temperature)
-    return jnp.pad(lp, ((0, 0), (1, 0)))
+    next_ids = jnp.concatenate([input_ids[:, 1:], input_ids[:, :1]], axis=1)
+    outs = token_logprobs(logits, next_ids, temperature, with_hits)
+    shift = lambda x: jnp.pad(x[:, :-1], ((0, 0), (1, 0)))  # noqa: E731
+    return tuple(map(shift, outs)) if with_hits else shift(outs)
 
 
 def shifted_entropy(logits: jax.Array, temperature: float = 1.0) -> jax.Array:
     """[B, T]: entry t = entropy of the distribution that predicted input_ids[t]; entry 0 = 0."""
-    return jnp.pad(token_entropy(logits[:, :-1], temperature), ((0, 0), (1, 0)))
+    return jnp.pad(token_entropy(logits, temperature)[:, :-1], ((0, 0), (1, 0)))
 
 
 def chunked_token_logprobs(

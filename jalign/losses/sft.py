@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from jalign.errors import JalignError
 from jalign.losses.aggregation import aggregate
-from jalign.losses.logprobs import masked_mean
+from jalign.losses.logprobs import masked_mean, shifted_logprobs
 
 SFT_NORMALIZATIONS = ("token", "sequence")
 _AGGREGATION_OF = {"token": "token-mean", "sequence": "seq-mean-token-mean"}
@@ -43,7 +43,8 @@ def sft_loss(
 
 
 def token_accuracy(logits: jax.Array, input_ids: jax.Array, mask: jax.Array) -> jax.Array:
-    """Fraction of target tokens t (mask [B, T]) where argmax(logits[:, t-1]) == input_ids[t]."""
-    predicted = jnp.argmax(logits[:, :-1], axis=-1)
-    correct = (predicted == input_ids[:, 1:]).astype(jnp.float32)
-    return masked_mean(correct, mask[:, 1:].astype(jnp.float32))
+    """Fraction of target tokens t (mask [B, T]) where logits[:, t-1] rank input_ids[t] highest
+    (argmax == target; a tie for the top counts as a hit). From the same pass over the logits
+    as `shifted_logprobs(..., with_hits=True)`."""
+    _, hits = shifted_logprobs(logits, input_ids, with_hits=True)
+    return masked_mean(hits.astype(jnp.float32), mask.astype(jnp.float32))

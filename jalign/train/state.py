@@ -109,15 +109,24 @@ def make_train_step(
         rng, step_rng = jax.random.split(jax.random.wrap_key_data(state.rng))
         loss, grads, metrics = accumulate(state.params, state.frozen, batch, step_rng)
         grad_norm = optax.tree.norm(grads)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
+
+        def apply_update(_):
+            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
+            return params, opt_state, jax.random.key_data(rng)
+
+        def keep(_):
+            return state.params, state.opt_state, state.rng
+
+        # A branch, not a select: the update runs only when it is kept, and the state is
+        # neither copied nor read a second time to choose between old and new.
+        params, opt_state, rng_data = jax.lax.cond(finite, apply_update, keep, None)
         new_state = TrainState(
-            params=keep(params, state.params),
-            opt_state=keep(opt_state, state.opt_state),
+            params=params,
+            opt_state=opt_state,
             step=state.step + finite.astype(jnp.int32),
-            rng=jnp.where(finite, jax.random.key_data(rng), state.rng),
+            rng=rng_data,
             frozen=state.frozen,
         )
         metrics = {

@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from jalign.data import SFT
-from jalign.losses import sft_loss, token_accuracy
+from jalign.losses import masked_mean, sft_loss, shifted_logprobs
+from jalign.models import apply
 from jalign.train.forward import sequence_logprobs
 from jalign.train.objective import Objective, RunContext
 
@@ -18,13 +19,18 @@ def make_sft_loss(ctx: RunContext):
 
     def loss_fn(params, frozen, batch, rng):
         del frozen, rng
-        logps, logits = sequence_logprobs(
-            ctx.graphdef, params, batch, chunk, with_logits=chunk <= 0
-        )
         mask = batch["loss_mask"] * batch["example_mask"][:, None]
+        hits = None
+        if chunk > 0:
+            logps, _ = sequence_logprobs(ctx.graphdef, params, batch, chunk)
+        else:
+            # One pass over the logits gives both the log-probs and the accuracy.
+            ids = batch["input_ids"]
+            logits, _ = apply(ctx.graphdef, params, ids, batch["positions"], batch["segment_ids"])
+            logps, hits = shifted_logprobs(logits, ids, with_hits=True)
         loss, metrics, weight = sft_loss(logps, mask, normalization)
-        if logits is not None:
-            metrics["accuracy"] = token_accuracy(logits, batch["input_ids"], mask)
+        if hits is not None:
+            metrics["accuracy"] = masked_mean(hits.astype(jnp.float32), mask)
         metrics["tokens"] = jnp.sum(mask)
         return loss, {"metrics": metrics, "weight": weight}
 
