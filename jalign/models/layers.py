@@ -119,19 +119,12 @@ def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: jax.Array) -> jax.A
 
 
 def attention_mask(
-    q_positions: jax.Array,
-    q_segments: jax.Array,
-    k_positions: jax.Array,
-    k_segments: jax.Array,
-    window: int | jax.Array | None,
+    q_positions: jax.Array, q_segments: jax.Array, k_positions: jax.Array, k_segments: jax.Array
 ) -> jax.Array:
-    """Boolean [B, Tq, Tk] visibility: same non-zero segment, causal by position, in window."""
+    """Boolean [B, Tq, Tk] visibility: same non-zero segment and causal by position (a sliding
+    window further requires `q_position - k_position < window`)."""
     same = (q_segments[:, :, None] == k_segments[:, None, :]) & (k_segments[:, None, :] != 0)
-    delta = q_positions[:, :, None] - k_positions[:, None, :]
-    visible = same & (delta >= 0)
-    if window is not None:
-        visible &= delta < window
-    return visible
+    return same & (q_positions[:, :, None] >= k_positions[:, None, :])
 
 
 # A cache of S slots is read as its shortest prefix in {S, S/2, S/4, ...} (each rounded up to a

@@ -144,7 +144,7 @@ class DecoderLM(nnx.Module):
             )
             k_positions, k_segments = cache.positions, cache.segment_ids
         # Masks are built once per call (one per distinct window), not once per layer.
-        visible = attention_mask(positions, segment_ids, k_positions, k_segments, None)
+        visible = attention_mask(positions, segment_ids, k_positions, k_segments)
         delta = positions[:, :, None] - k_positions[:, None, :]
 
         x, new_kv = self._run_layers(x, positions, inv_freq, visible, delta, cache, cache_index)
