@@ -1,0 +1,292 @@
+"""Online RL iteration speed: jalign's RL loop vs TRL's online trainer (PyTorch CPU), on the
+same models, batch, lengths, epochs and minibatches, measured in one run.
+
+    .venv/bin/python tools/bench_rl.py [--quick]
+
+The peer: TRL 1.16.0 has no PPO trainer. `PPOTrainer` / `PPOConfig` moved to
+`trl.experimental.ppo` (huggingface/trl#4482) and were then removed entirely, with the value-head
+models (huggingface/trl#7020); the installed package has neither name anywhere (no `ppo` module
+under `trl`, `trl.trainer` or `trl.experimental`). Its online trainers with a reward model and
+a frozen reference are `GRPOTrainer` and `RLOOTrainer`; the peer is `GRPOTrainer`, the closest
+in work per iteration: sample, score with the reward model, old and reference log-probs, then
+`num_iterations` epochs of clipped-ratio minibatch steps with a KL term. So jalign runs twice:
+
+- "jalign GRPO": the same algorithm as TRL's (group-normalised advantages, k3 KL to the
+  reference in the loss with beta = kl_coef, token-mean loss, no value model): the like-for-like
+  ratio;
+- "jalign PPO": PPO proper (GAE over a value model initialised from the reward model, k1 KL in
+  the reward), which does strictly more work per iteration than TRL's GRPO (a value forward and
+  value-model updates): its ratio against TRL's GRPO is a lower bound on PPO vs PPO.
+
+Models: the demo task's Llama config (jalign/demo/assets, with its tokenizer), random init,
+saved offline as HF folders: a `LlamaForCausalLM` (policy; the reference is a copy of it) and a
+`LlamaForSequenceClassification` with one label (reward model, and PPO's value model), read by
+both sides (jalign through `jalign.interop`; HF's bias-free score head loads with bias 0).
+Shapes follow configs/ppo_demo.py: 16 prompts x 4 completions = 64 rows per iteration, 12 new
+tokens at temperature 1 (stopping at EOS), 2 epochs of 2 minibatches of 32 rows, fp32, AdamW.
+
+What is timed, per iteration (the median over the timed iterations, after untimed warmup
+iterations that include compilation):
+- jalign: the wall time of `RLRun.iterate` (rollout, scoring, forward passes, advantages,
+  update, metrics on the host); the rollout share is its `time/rollout` over that.
+- TRL: the time between the ends of the last optimizer steps of consecutive iterations (one
+  iteration = steps_per_generation x num_iterations optimizer steps, generation included); the
+  rollout share is `GRPOTrainer._generate` (tokenize, `generate`, decode) over that.
+Each line also gives the share of rollout + scoring + old / reference (/ value) forwards (TRL:
+`_generate_and_score_completions`), the rest being the update (and, for jalign, the advantages
+and metrics), and the load average when that measurement ended.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import datasets
+import ml_collections
+import numpy as np
+import torch
+import transformers
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlamaForSequenceClassification,
+    PrinterCallback,
+    TrainerCallback,
+)
+from trl import GRPOConfig, GRPOTrainer
+
+from jalign.demo import paths, sample_prompts
+from jalign.rl.loop import RLRun
+from jalign.rl.schema import rl_schema
+from jalign.runtime import configure_xla_flags
+
+LEARNING_RATE = 1e-5
+KL_COEF = 0.05
+CLIP_EPS = 0.2
+
+
+@dataclass(frozen=True)
+class Shape:
+    prompts: int  # per iteration
+    n: int  # completions per prompt
+    minibatch: int  # rows per optimizer step
+    epochs: int
+    new_tokens: int
+    prompt_length: int  # prompts are padded / bucketed up to this
+    warmup: int  # untimed iterations
+    timed: int
+
+    @property
+    def rows(self) -> int:
+        return self.prompts * self.n
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps per iteration."""
+        return self.epochs * self.rows // self.minibatch
+
+
+@dataclass(frozen=True)
+class Result:
+    seconds: float  # median seconds per timed iteration
+    rollout_share: float  # rollout seconds / iteration seconds, summed over timed iterations
+    prepare_share: float  # the same for rollout + scoring + old / reference (/ value) forwards
+    load: float  # the 1-minute load average when the measurement ended
+
+
+def build_models(root: Path) -> tuple[Path, Path]:
+    """(policy folder, reward-model folder): the demo config, random init, with its tokenizer."""
+    assets = paths()
+    config = LlamaConfig.from_pretrained(assets)
+    torch.manual_seed(0)
+    policy, reward = root / "policy", root / "reward"
+    LlamaForCausalLM(config).save_pretrained(policy)
+    config.num_labels = 1
+    LlamaForSequenceClassification(config).save_pretrained(reward)
+    for folder in (policy, reward):
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(assets / name, folder / name)
+    return policy, reward
+
+
+def summarize(seconds: list[float], rollout: list[float], prepare: list[float]) -> Result:
+    total = sum(seconds)
+    return Result(
+        float(np.median(seconds)), sum(rollout) / total, sum(prepare) / total, os.getloadavg()[0]
+    )
+
+
+def jalign_config(
+    command: str, shape: Shape, policy: Path, reward: Path, data: Path, run_dir: Path
+) -> ml_collections.ConfigDict:
+    cfg = ml_collections.ConfigDict(rl_schema(command).defaults.to_dict())
+    cfg.run_dir = str(run_dir)
+    cfg.model.path = str(policy)
+    cfg.data.train, cfg.data.max_length, cfg.data.num_epochs = str(data), shape.prompt_length, None
+    cfg.train.batch_size = shape.prompts
+    cfg.train.total_steps = shape.warmup + shape.timed
+    cfg.train.export_hf = False
+    cfg.optimizer.update(lr=LEARNING_RATE, weight_decay=0.0)
+    cfg.rl.update(
+        n=shape.n,
+        minibatch_size=shape.minibatch,
+        epochs=shape.epochs,
+        max_new_tokens=shape.new_tokens,
+        temperature=1.0,
+        rewards=[f"model:{reward}"],
+        kl_coef=KL_COEF,
+        clip_eps=CLIP_EPS,
+    )
+    if command == "grpo":  # TRL GRPOTrainer's algorithm: k3 KL in the loss, token-mean
+        cfg.rl.update(estimator="grpo", kl_in="loss", kl_estimator="k3")
+        cfg.rl.loss_aggregation = "token-mean"
+    return cfg
+
+
+def bench_jalign(cfg: ml_collections.ConfigDict, shape: Shape) -> Result:
+    run = RLRun(cfg)
+    seconds, rollout, prepare = [], [], []
+    for iteration in range(1, shape.warmup + shape.timed + 1):
+        start = time.perf_counter()
+        metrics = run.iterate(iteration)
+        if iteration > shape.warmup:
+            seconds.append(time.perf_counter() - start)
+            rollout.append(metrics["time/rollout"])
+            prepare.append(sum(metrics[f"time/{p}"] for p in ("rollout", "scoring", "forward")))
+    return summarize(seconds, rollout, prepare)
+
+
+class StepClock(TrainerCallback):
+    """Records the wall-clock time at the end of every optimizer step."""
+
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.ends.append(time.perf_counter())
+
+
+def timed(method: Callable, durations: list[float]) -> Callable:
+    """`method` (a bound method), appending the wall time of each call to `durations`."""
+
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        out = method(*args, **kwargs)
+        durations.append(time.perf_counter() - start)
+        return out
+
+    return wrapper
+
+
+def bench_trl(shape: Shape, policy: Path, reward: Path, prompts: list[str], out: str) -> Result:
+    iterations = shape.warmup + shape.timed
+    args = GRPOConfig(
+        output_dir=out,
+        max_steps=iterations * shape.steps,
+        per_device_train_batch_size=shape.minibatch,
+        gradient_accumulation_steps=1,
+        steps_per_generation=shape.rows // shape.minibatch,
+        num_generations=shape.n,
+        num_iterations=shape.epochs,
+        max_completion_length=shape.new_tokens,
+        temperature=1.0,
+        beta=KL_COEF,
+        epsilon=CLIP_EPS,
+        loss_type="dapo",  # token-level mean over the batch: jalign's "token-mean"
+        learning_rate=LEARNING_RATE,
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        bf16=False,
+        fp16=False,
+        logging_strategy="no",
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+        dataloader_num_workers=0,
+        seed=0,
+    )
+    clock = StepClock()
+    trainer = GRPOTrainer(
+        model=str(policy),
+        reward_funcs=[str(reward)],
+        args=args,
+        train_dataset=datasets.Dataset.from_dict({"prompt": prompts}),
+        callbacks=[clock],
+    )
+    trainer.remove_callback(PrinterCallback)
+    generation: list[float] = []
+    prepare: list[float] = []
+    trainer._generate = timed(trainer._generate, generation)
+    trainer._generate_and_score_completions = timed(
+        trainer._generate_and_score_completions, prepare
+    )
+    trainer.train()
+    ends = np.asarray(clock.ends)[shape.steps - 1 :: shape.steps]  # each iteration's last step
+    assert len(ends) == iterations and len(generation) == len(prepare) == iterations
+    seconds = np.diff(ends)[shape.warmup - 1 :]
+    return summarize(list(seconds), generation[shape.warmup :], prepare[shape.warmup :])
+
+
+def report(name: str, result: Result) -> None:
+    print(
+        f"{name:<12} {result.seconds:7.3f} s/iteration   rollout share {result.rollout_share:6.1%}"
+        f"   rollout+scoring+forwards {result.prepare_share:6.1%}   (load {result.load:.1f})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer timed iterations")
+    args = parser.parse_args()
+    configure_xla_flags()  # jalign's CPU settings, as the CLI applies them (before any jax work)
+    shape = Shape(16, 4, 32, 2, 12, 16, warmup=2, timed=4 if args.quick else 10)
+    torch.set_num_threads(os.cpu_count() or 1)
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    print(
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (other processes skew "
+        f"every number here); {shape.prompts} prompts x {shape.n} completions, "
+        f"{shape.new_tokens} new tokens, {shape.epochs} epochs x {shape.rows // shape.minibatch} "
+        f"minibatches of {shape.minibatch} rows; median of {shape.timed} iterations after "
+        f"{shape.warmup} warmup"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        policy, reward = build_models(root)
+        rng = np.random.default_rng(0)
+        prompts = sample_prompts(shape.prompts * (shape.warmup + shape.timed), rng)
+        data = root / "prompts.jsonl"
+        data.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+        results = {}
+        for command in ("grpo", "ppo"):
+            cfg = jalign_config(command, shape, policy, reward, data, root / command)
+            results[f"jalign {command.upper()}"] = bench_jalign(cfg, shape)
+        results["TRL GRPO"] = bench_trl(shape, policy, reward, prompts, str(root / "trl"))
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+    for name, result in results.items():
+        report(name, result)
+    trl = results["TRL GRPO"].seconds
+    print(
+        f"ratio TRL GRPO / jalign GRPO (same algorithm): {trl / results['jalign GRPO'].seconds:.2f}x"
+    )
+    print(
+        f"ratio TRL GRPO / jalign PPO (PPO does more):   {trl / results['jalign PPO'].seconds:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
