@@ -8,6 +8,7 @@
     jalign sft --config configs/sft_demo.py [--config.optimizer.lr=1e-4 ...]
     jalign rm  --config configs/rm_demo.py
     jalign dpo --config configs/dpo_demo.py [--config.dpo.loss_type=ipo]
+    jalign rft --config configs/rft_demo.py   rejection-sampling fine-tuning (RAFT / ReST)
     jalign ppo --config configs/ppo_demo.py
     jalign grpo --config configs/grpo_demo.py [--config.rl.estimator=rloo]
     jalign pipeline --config configs/pipeline_demo.py   SFT, RM, DPO, semi-online DPO, PPO, GRPO
@@ -28,7 +29,7 @@ from collections.abc import Callable, Sequence
 from jalign.errors import JalignError
 from jalign.runtime import configure_xla_flags
 
-TRAINERS = ("sft", "rm", "dpo")
+TRAINERS = ("sft", "rm", "dpo", "rft")
 RL_TRAINERS = ("ppo", "grpo")
 CONFIGURED = (*TRAINERS, *RL_TRAINERS, "pipeline")  # commands that take --config.* overrides
 

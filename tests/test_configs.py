@@ -16,6 +16,7 @@ CONFIGS = {
     "dpo_demo.py": "dpo",
     "kto_demo.py": "dpo",
     "semi_online_dpo_demo.py": "dpo",
+    "rft_demo.py": "rft",
     "llama3_8b_v5p64.py": "dpo",
     "llama3_8b_h100x8.py": "dpo",
     "ppo_demo.py": "ppo",

@@ -16,9 +16,11 @@ from jalign.train.schema import base_defaults, base_schema
 def objectives() -> dict[str, Objective]:
     from jalign.train.objectives.preference import PREFERENCE_OBJECTIVE
     from jalign.train.objectives.reward import REWARD_OBJECTIVE
+    from jalign.train.objectives.rft import RFT_OBJECTIVE
     from jalign.train.objectives.sft import SFT_OBJECTIVE
 
-    return {o.name: o for o in (SFT_OBJECTIVE, REWARD_OBJECTIVE, PREFERENCE_OBJECTIVE)}
+    trainers = (SFT_OBJECTIVE, REWARD_OBJECTIVE, PREFERENCE_OBJECTIVE, RFT_OBJECTIVE)
+    return {o.name: o for o in trainers}
 
 
 def trainer_schema(objective: Objective):

@@ -47,7 +47,15 @@ from jalign.train.objective import Objective, RunContext
 from jalign.train.objectives.completions import CompletionLogps, completion_logps
 from jalign.train.objectives.kto import make_kto_loss
 from jalign.train.objectives.rrhf import make_rrhf_loss
-from jalign.train.online import ONLINE_CHOICES, ONLINE_DEFAULTS, OnlineData, check_online
+from jalign.train.online import (
+    ONLINE_CHECKS,
+    ONLINE_CHOICES,
+    ONLINE_DEFAULTS,
+    RoundPlan,
+    Rounds,
+    check_online,
+    select_pairs,
+)
 
 REFERENCE_MODES = ("live", "precomputed")
 KTO, RRHF = "kto", "rrhf"
@@ -217,11 +225,21 @@ def eval_frozen(ctx: RunContext, frozen: Any) -> Any:
     return frozen
 
 
-def make_data(ctx: RunContext, batch_size: int) -> OnlineData | None:
-    """Semi-online rounds when `dpo.online.every > 0`; None reads `data.train`."""
-    if ctx.config.dpo.online.every <= 0:
+def make_data(ctx: RunContext, batch_size: int) -> Rounds | None:
+    """Semi-online rounds of fresh pairs when `dpo.online.every > 0`; None reads `data.train`."""
+    online = ctx.config.dpo.online
+    if online.every <= 0:
         return None
-    return OnlineData(ctx, batch_size)
+    plan = RoundPlan(
+        section=online,
+        key="dpo.online",
+        kind=PREFERENCE,
+        select=lambda prompts, completions, scores, k, rng: select_pairs(
+            prompts, completions, scores, k, online.pairs, online.min_margin, rng
+        ),
+        refresh_reference=online.reference == "refresh",
+    )
+    return Rounds(ctx, batch_size, plan)
 
 
 PREFERENCE_OBJECTIVE = Objective(
@@ -251,12 +269,7 @@ PREFERENCE_OBJECTIVE = Objective(
         "desirable_weight": greater_than(0),
         "undesirable_weight": greater_than(0),
         "rank_weight": at_least(0),
-        "online.every": at_least(0),
-        "online.prompts_per_round": at_least(1),
-        "online.samples": at_least(2),
-        "online.temperature": at_least(0),
-        "online.max_new_tokens": at_least(1),
-        "online.batch_size": at_least(1),
+        **{f"online.{k}": v for k, v in ONLINE_CHECKS.items()},
     },
     validate=validate,
 )

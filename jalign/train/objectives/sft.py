@@ -9,13 +9,15 @@ from jalign.losses import masked_mean, sft_loss, shifted_logprobs
 from jalign.models import apply
 from jalign.train.forward import sequence_logprobs
 from jalign.train.objective import Objective, RunContext
+from jalign.train.state import LossFn
 
 NORMALIZATIONS = ("token", "sequence")
 
 
-def make_sft_loss(ctx: RunContext):
-    normalization = ctx.config.sft.loss_normalization
-    chunk = ctx.config.sft.logprob_chunk
+def make_sft_loss(ctx: RunContext, section: str = "sft") -> LossFn:
+    """The SFT loss with the options of config section `section` (`SFT_DEFAULTS` keys)."""
+    normalization = ctx.config[section].loss_normalization
+    chunk = ctx.config[section].logprob_chunk
 
     def loss_fn(params, frozen, batch, rng):
         del frozen, rng
@@ -37,14 +39,17 @@ def make_sft_loss(ctx: RunContext):
     return loss_fn
 
 
+SFT_DEFAULTS = {
+    "loss_normalization": "token",  # "token": mean over all target tokens; "sequence": per row
+    "logprob_chunk": 0,  # > 0: compute logprobs in sequence chunks (large vocabularies)
+}
+SFT_CHOICES = {"loss_normalization": NORMALIZATIONS}
+
 SFT_OBJECTIVE = Objective(
     name="sft",
     data_kind=SFT,
     head="lm",
-    defaults={
-        "loss_normalization": "token",  # "token": mean over all target tokens; "sequence": per row
-        "logprob_chunk": 0,  # > 0: compute logprobs in sequence chunks (large vocabularies)
-    },
+    defaults=SFT_DEFAULTS,
     make_loss=make_sft_loss,
-    choices={"loss_normalization": NORMALIZATIONS},
+    choices=SFT_CHOICES,
 )

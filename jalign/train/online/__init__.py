@@ -1,18 +1,33 @@
-"""Semi-online (iterative) DPO: every `dpo.online.every` steps, sample from the current policy,
-score the samples, and train on fresh best-vs-worst pairs (see `rounds`)."""
+"""Training data made between steps from the current policy: semi-online DPO rounds and
+rejection-sampling fine-tuning rounds (see `rounds`)."""
 
-from jalign.train.online.config import ONLINE_CHOICES, ONLINE_DEFAULTS, check_online
-from jalign.train.online.pairs import PAIR_MODES, select_pairs
-from jalign.train.online.rewards import load_reward
-from jalign.train.online.rounds import OnlineData, round_path
+from jalign.train.online.config import (
+    ONLINE_CHECKS,
+    ONLINE_CHOICES,
+    ONLINE_DEFAULTS,
+    RFT_CHECKS,
+    RFT_CHOICES,
+    RFT_DEFAULTS,
+    check_online,
+    check_rounds,
+)
+from jalign.train.online.rounds import RoundPlan, Rounds, round_path
+from jalign.train.online.selection import KEEP_MODES, PAIR_MODES, select_pairs, select_top
 
 __all__ = [
+    "KEEP_MODES",
+    "ONLINE_CHECKS",
     "ONLINE_CHOICES",
     "ONLINE_DEFAULTS",
     "PAIR_MODES",
-    "OnlineData",
+    "RFT_CHECKS",
+    "RFT_CHOICES",
+    "RFT_DEFAULTS",
+    "RoundPlan",
+    "Rounds",
     "check_online",
-    "load_reward",
+    "check_rounds",
     "round_path",
     "select_pairs",
+    "select_top",
 ]
