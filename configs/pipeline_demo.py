@@ -3,9 +3,11 @@
     jalign pipeline --config configs/pipeline_demo.py
 
 SFT -> preference pairs from the SFT policy -> reward model (the `demo` section), then from the
-same SFT model: offline DPO on those pairs, semi-online DPO scored by the reward model, PPO with
-the reward model (value model initialised from it) and GRPO with the gold verifier; finally one
-evaluation table against the SFT model. "{sft}", "{rm}" and "{data}" are the demo run's outputs.
+same SFT model: offline DPO on those pairs, PPO with the reward model (value model initialised
+from it), and the two verifier-driven methods, semi-online DPO and GRPO, with the gold reward
+as their verifier; finally one evaluation table against the SFT model. "{sft}", "{rm}" and
+"{data}" are the demo run's outputs. Offline DPO and semi-online DPO train for the same number
+of steps on the same number of pairs per step.
 """
 
 import ml_collections
@@ -25,25 +27,25 @@ def get_config() -> ml_collections.ConfigDict:
     cfg.dpo = _section(
         model={"path": "{sft}"},
         data={"train": "{data}/prefs_train.jsonl", **dpo_data},
-        train={"batch_size": 32, "total_steps": 200, "save_every": 100, "export_hf": True},
+        train={"batch_size": 32, "total_steps": 150, "save_every": 50},
         optimizer={"lr": 1e-4, "warmup_steps": 10},
         dpo={"loss_type": "sigmoid", "beta": 0.1},
     )
     cfg.semi_online_dpo = _section(
         model={"path": "{sft}"},
         data=dpo_data,
-        train={"batch_size": 32, "total_steps": 200, "save_every": 20},
+        train={"batch_size": 32, "total_steps": 150, "save_every": 25},
         optimizer={"lr": 1e-4, "warmup_steps": 10},
         dpo={
             "loss_type": "sigmoid",
             "beta": 0.1,
             "online": {
-                "every": 20,
+                "every": 25,
                 "prompts": "{data}/prompts_train.jsonl",
                 "prompts_per_round": 320,
                 "samples": 4,
                 "max_new_tokens": 16,
-                "reward_model": "{rm}",
+                "reward_fn": "jalign.demo.task:gold_reward_fn",
             },
         },
     )
@@ -51,7 +53,7 @@ def get_config() -> ml_collections.ConfigDict:
     cfg.ppo = _section(
         model={"path": "{sft}"},
         data=rl_data,
-        train={"batch_size": 16, "total_steps": 60, "save_every": 20},
+        train={"batch_size": 16, "total_steps": 50, "save_every": 25},
         optimizer={"lr": 1e-4, "schedule": "constant"},
         rl={
             "n": 4,
@@ -69,7 +71,7 @@ def get_config() -> ml_collections.ConfigDict:
     cfg.grpo = _section(
         model={"path": "{sft}"},
         data=rl_data,
-        train={"batch_size": 16, "total_steps": 60, "save_every": 20},
+        train={"batch_size": 16, "total_steps": 50, "save_every": 25},
         optimizer={"lr": 1e-4, "schedule": "constant"},
         rl={
             "n": 8,

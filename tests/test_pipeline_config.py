@@ -19,8 +19,10 @@ def test_placeholders_and_run_dirs_are_filled():
     assert ppo.data.train == "/d/prompts_train.jsonl"
     assert ppo.rl.kl_coef == 0.02
     assert ppo.run_dir == "runs/pipeline/ppo"
+    grpo = stage_config(cfg, "grpo", OUTPUTS)
+    assert grpo.rl.monitor_rewards == ["model:/m/rm"]
     online = stage_config(cfg, "semi_online_dpo", OUTPUTS).dpo.online
-    assert (online.reward_model, online.prompts) == ("/m/rm", "/d/prompts_train.jsonl")
+    assert online.prompts == "/d/prompts_train.jsonl"
 
 
 @pytest.mark.parametrize(
