@@ -22,5 +22,5 @@ def get_config() -> ml_collections.ConfigDict:
     cfg.train = ml_collections.ConfigDict(
         {"batch_size": 64, "total_steps": 400, "eval_every": 100, "save_every": 100}
     )
-    cfg.optimizer = ml_collections.ConfigDict({"lr": 3e-4, "warmup_steps": 10, "weight_decay": 0.1})
+    cfg.optimizer = ml_collections.ConfigDict({"lr": 1e-3, "warmup_steps": 10, "weight_decay": 0.1})
     return cfg

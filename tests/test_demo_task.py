@@ -23,6 +23,7 @@ from jalign.demo import (
     write_assets,
     write_datasets,
 )
+from jalign.demo.preferences import sample_preference_pairs
 from jalign.errors import JalignError
 
 PROMPT = "sort: 7 3 9 1 4"
@@ -139,6 +140,8 @@ def test_label_pairs_bradley_terry_noise():
     assert rate == pytest.approx(1 / (1 + math.exp(-1.0)), abs=0.025)
     with pytest.raises(JalignError, match="the same number"):
         label_pairs([PROMPT], ["1"], [], np.random.default_rng(0))
+    with pytest.raises(JalignError, match="allowed: consecutive, all"):
+        sample_preference_pairs(None, None, None, [PROMPT], pairing="best_worst")
 
 
 @pytest.fixture(scope="module")
