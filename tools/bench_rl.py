@@ -247,7 +247,8 @@ def bench_trl(shape: Shape, policy: Path, reward: Path, prompts: list[str], out:
 
 def report(name: str, result: Result) -> None:
     print(
-        f"{name:<12} {result.seconds:7.3f} s/iteration (best {result.best:.3f})   rollout share {result.rollout_share:6.1%}"
+        f"{name:<12} {result.seconds:7.3f} s/iteration (best {result.best:.3f})   "
+        f"rollout share {result.rollout_share:6.1%}"
         f"   rollout+scoring+forwards {result.prepare_share:6.1%}   (load {result.load:.1f})"
     )
 
