@@ -16,7 +16,9 @@ With kl_in = "loss" the KL is a loss term instead (`jalign.rl.losses`), beta is 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -44,8 +46,17 @@ def compute_advantages(
     values: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """scores [R]; logp, ref_logp, mask, values [R, N] -> (advantages [R, N], returns [R, N]
-    for "gae" else None, per-token KL estimate [R, N]). All 0 where mask is 0."""
+    for "gae" else None, per-token KL estimate [R, N]). All 0 where mask is 0. Compiled once per
+    shape and config; the KL coefficient (which an adaptive controller changes) is an input."""
     beta = cfg.kl_coef if cfg.kl_in_reward else 0.0
+    static = dataclasses.replace(cfg, kl_coef=0.0)
+    out = _advantages(static, jnp.float32(beta), scores, logp, ref_logp, mask, values)
+    as_host = lambda x: None if x is None else np.asarray(x, np.float32)  # noqa: E731
+    return tuple(as_host(x) for x in out)
+
+
+@functools.partial(jax.jit, static_argnames="cfg")
+def _advantages(cfg: AdvantageConfig, beta, scores, logp, ref_logp, mask, values):
     mask = jnp.asarray(mask, jnp.float32)
     if cfg.estimator == "gae":
         rewards, kl = kl_penalized_rewards(scores, logp, ref_logp, mask, beta, cfg.kl_estimator)
@@ -58,5 +69,4 @@ def compute_advantages(
         returns = None
     if cfg.whiten:
         advantages = masked_whiten(advantages, mask)
-    as_host = lambda x: None if x is None else np.asarray(x, np.float32)  # noqa: E731
-    return as_host(advantages), as_host(returns), as_host(kl)
+    return advantages, returns, kl
