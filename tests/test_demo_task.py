@@ -164,7 +164,7 @@ def test_tokenizer_round_trips_prompts_and_completions(hf_tokenizer):
             assert tok.unk_token_id not in ids
             assert tok.decode(ids) == text
     # Every id decodes to a visible word; reserved words make a completion malformed.
-    words = tok.decode([14, 19, 15], skip_special_tokens=True)
+    words = tok.decode([14, 20, 15], skip_special_tokens=True)
     assert words == "7 <reserved_2> 8" and gold_reward(PROMPT, words) == 0.0
 
 

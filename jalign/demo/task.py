@@ -1,6 +1,6 @@
 """The demo alignment task: sort a short list of digits.
 
-A prompt is ``"sort: 7 3 9 1 4"`` (4 to 8 digits 0-9, repeats allowed) and the ideal completion
+A prompt is ``"sort: 7 3 9 1 4 ="`` (4 to 8 digits 0-9, repeats allowed) and the ideal completion
 is the same digits in non-decreasing order, ``"1 3 4 7 9"``. The task is small enough that a
 0.8M-parameter model learns it on a CPU in minutes, yet has a graded, computable gold reward, so
 every stage of an alignment pipeline has something to show:
@@ -26,6 +26,10 @@ import numpy as np
 from jalign.errors import JalignError
 
 PROMPT_PREFIX = "sort:"
+# Ends every prompt, so a model reading prompt + answer as one sequence (a reward model) sees
+# where the answer starts: without it "sort: 7 1 5" + "7" and "sort: 7 1 5 7" + "" are the
+# same tokens.
+PROMPT_END = "="
 MIN_DIGITS = 4
 MAX_DIGITS = 8
 DIGITS = tuple(str(d) for d in range(10))
@@ -44,8 +48,8 @@ _PROMPT_PATTERN = re.compile(re.escape(PROMPT_PREFIX) + r"((?:\s+\d(?!\S))+)")
 
 
 def format_prompt(digits: Sequence[int]) -> str:
-    """``[7, 3, 9]`` -> ``"sort: 7 3 9"``."""
-    return " ".join([PROMPT_PREFIX, *(str(d) for d in digits)])
+    """``[7, 3, 9]`` -> ``"sort: 7 3 9 ="``."""
+    return " ".join([PROMPT_PREFIX, *(str(d) for d in digits), PROMPT_END])
 
 
 def format_completion(digits: Sequence[int]) -> str:

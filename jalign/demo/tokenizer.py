@@ -22,7 +22,7 @@ from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, processors
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 USER, ASSISTANT = "<|user|>", "<|assistant|>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK, USER, ASSISTANT)
-WORDS = ("sort:", *(str(d) for d in range(10)))
+WORDS = ("sort:", *(str(d) for d in range(10)), "=")  # "=" ends a prompt (see demo.task)
 VOCAB_SIZE = 24
 RESERVED_WORDS = tuple(
     f"<reserved_{i}>" for i in range(VOCAB_SIZE - len(SPECIAL_TOKENS) - len(WORDS))
