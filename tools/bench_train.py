@@ -1,33 +1,47 @@
-"""SFT training throughput: jalign's compiled train step vs TRL's `SFTTrainer` (PyTorch), same
-weights, batch size, sequence length and optimizer, fp32, measured in one run.
+"""Training throughput: jalign's compiled train step vs TRL's trainers (PyTorch), same weights,
+batch, lengths and optimizer, fp32, measured in one run. Two trainers (`--trainer`, both by
+default):
 
-    python tools/bench_train.py [--quick]
+- sft: jalign's SFT objective vs TRL's `SFTTrainer`, on token rows with a full-sequence
+  next-token loss (every token but the first is a target);
+- dpo: jalign's DPO objective (`jalign.train.objectives.preference`, sigmoid loss, beta 0.1,
+  live reference = a frozen copy of the initial params in the train state) vs TRL's
+  `DPOTrainer` (sigmoid loss, beta 0.1, reference model = a copy of the initial policy run each
+  step, no precomputed reference log-probs, no padding-free), on pairs of rows that share a
+  prompt and differ in their completion (every completion token is a target).
 
-For each model it prints training tokens/s for both and their ratio, then jalign's achieved
-FLOP/s (6 * params * tokens/s plus attention) as a fraction of this machine's fp32 matmul peak,
-measured in the same run with `bench_generate.measure_matmul_peak`.
+    python tools/bench_train.py [--quick] [--trainer sft dpo]
 
-Both sides train on the same random token rows (no padding, no packing) with a full-sequence
-next-token loss (every token but the first is a target), AdamW (betas 0.9 / 0.999, eps 1e-8,
-no weight decay) at a constant learning rate, and gradient clipping at global norm 1.0.
+For each model and trainer it prints training throughput for both (rows or pairs per second,
+and policy tokens per second) and their ratio, then the achieved FLOP/s as a fraction of this
+machine's fp32 matmul peak, measured in the same run with `bench_generate.measure_matmul_peak`.
+
+Both sides train on the same random token ids (no padding, no packing), with AdamW (betas 0.9 /
+0.999, eps 1e-8, no weight decay) at a constant learning rate and gradient clipping at global
+norm 1.0. Before training, one metric of the first batch is computed by both as a check that
+they see the same weights, tokens and targets (SFT: the loss; DPO: logps/chosen, the summed
+completion log-prob of the chosen rows, averaged over pairs).
 
 What is timed: the median over the timed steps of the wall-clock time of one optimizer step,
 after a few untimed warmup steps (compilation included):
-- jalign: the jitted `make_train_step` (SFT objective loss from `jalign.train.objectives.sft`:
-  forward, backward, clip, AdamW, metrics) called on a host numpy batch, ending with
+- jalign: the jitted `make_train_step` (the objective's loss: forward (policy and, for DPO, the
+  reference), backward, clip, AdamW, metrics) called on a host numpy batch, ending with
   `block_until_ready` on the loss; the time between consecutive step ends.
-- TRL: `SFTTrainer.train()` with logging, saving, evaluation and gradient checkpointing off; the
-  time between consecutive `on_step_end` callbacks, i.e. its whole step: collating the batch,
-  forward (TRL's fused LM-head loss, plus its entropy / accuracy metrics), backward, clip,
-  AdamW (transformers' default, the fused torch kernel), zero_grad and its bookkeeping.
+- TRL: `SFTTrainer.train()` / `DPOTrainer.train()` with logging, saving, evaluation and
+  activation checkpointing off; the time between consecutive `on_step_end` callbacks, i.e. its
+  whole step: collating the batch, forward (TRL's fused LM-head log-probs, plus its metrics;
+  for DPO the reference model's no-grad forward too), backward, clip, AdamW (transformers'
+  default, the fused torch kernel), zero_grad and its bookkeeping.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -39,49 +53,111 @@ import numpy as np
 import torch
 import transformers
 from bench_generate import demo_size_folder, measure_matmul_peak
-from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
-from trl import SFTConfig, SFTTrainer
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PrinterCallback,
+    Trainer,
+    TrainerCallback,
+)
+from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
 from jalign.interop import load_hf_model, smollm2_hf_folder
 from jalign.models import ModelConfig
-from jalign.train.objective import RunContext
+from jalign.train.objective import Objective, RunContext
+from jalign.train.objectives.preference import PREFERENCE_OBJECTIVE
 from jalign.train.objectives.sft import SFT_OBJECTIVE
 from jalign.train.optimizer import OptimizerConfig, make_optimizer
 from jalign.train.state import compile_step, init_train_state, make_train_step
 
 LEARNING_RATE = 1e-5
 MAX_GRAD_NORM = 1.0
+DPO_BETA = 0.1
+
+
+@dataclass(frozen=True)
+class TrainerKind:
+    """What differs between the benchmarked trainers; everything else is one code path.
+
+    objective / settings: jalign's objective and the overrides of its config defaults.
+    unit: one batch element (a row, or a pair of rows). prefixes: jalign's batch key prefix of
+    each row of an element. reference: whether a frozen reference model runs forward each step.
+    check: the jalign metric compared on the first batch; `check_of` computes it from the
+    per-token target log-probs [elements, targets] of each element's first row.
+    """
+
+    objective: Objective
+    settings: dict
+    unit: str
+    prefixes: tuple[str, ...]
+    reference: bool
+    check: str
+    check_of: Callable[[torch.Tensor], torch.Tensor]
+
+
+TRAINERS = {
+    "sft": TrainerKind(SFT_OBJECTIVE, {}, "row", ("",), False, "loss", lambda t: -t.mean()),
+    "dpo": TrainerKind(
+        PREFERENCE_OBJECTIVE,
+        {"loss_type": "sigmoid", "beta": DPO_BETA, "reference": "live"},
+        "pair",
+        ("chosen_", "rejected_"),
+        True,
+        "logps/chosen",
+        lambda t: t.sum(1).mean(),
+    ),
+}
 
 
 @dataclass(frozen=True)
 class Run:
+    """batch: elements (rows or pairs) per step; seq: tokens per row; prompt: tokens at the
+    start of each row that are not targets (shared by the rows of a pair)."""
+
     name: str
     folder: str
+    trainer: str
     batch: int
     seq: int
+    prompt: int
     warmup: int
     timed: int
 
+    @property
+    def kind(self) -> TrainerKind:
+        return TRAINERS[self.trainer]
 
-def random_rows(vocab_size: int, run: Run) -> np.ndarray:
-    """int32 [(warmup + timed) * batch, seq] token ids, the same for both sides."""
+    @property
+    def tokens(self) -> int:
+        """Tokens the policy trains on per step."""
+        return self.batch * len(self.kind.prefixes) * self.seq
+
+
+def random_ids(vocab_size: int, run: Run) -> np.ndarray:
+    """int32 [(warmup + timed) * batch, rows per element, seq] token ids, the same for both sides;
+    the rows of an element share their prompt."""
     rng = np.random.default_rng(0)
-    rows = (run.warmup + run.timed) * run.batch
-    return rng.integers(10, vocab_size, size=(rows, run.seq), dtype=np.int32)
+    elements = (run.warmup + run.timed) * run.batch
+    ids = rng.integers(10, vocab_size, size=(elements, len(run.kind.prefixes), run.seq))
+    ids = ids.astype(np.int32)
+    ids[:, 1:, : run.prompt] = ids[:, :1, : run.prompt]
+    return ids
 
 
-def jalign_batch(ids: np.ndarray) -> dict[str, np.ndarray]:
-    """Unpadded rows of one segment each; every token but the first is a target."""
-    b, t = ids.shape
+def jalign_batch(ids: np.ndarray, run: Run) -> dict[str, np.ndarray]:
+    """Unpadded rows of one segment each, keyed by the objective's row prefixes."""
+    b, _, t = ids.shape
     loss_mask = np.ones((b, t), np.float32)
-    loss_mask[:, 0] = 0.0
-    return {
-        "input_ids": ids,
-        "positions": np.broadcast_to(np.arange(t, dtype=np.int32), (b, t)).copy(),
-        "segment_ids": np.ones((b, t), np.int32),
-        "loss_mask": loss_mask,
-        "example_mask": np.ones((b,), np.float32),
-    }
+    loss_mask[:, : run.prompt] = 0.0
+    batch = {"example_mask": np.ones((b,), np.float32)}
+    for r, prefix in enumerate(run.kind.prefixes):
+        batch |= {
+            f"{prefix}input_ids": np.ascontiguousarray(ids[:, r]),
+            f"{prefix}positions": np.broadcast_to(np.arange(t, dtype=np.int32), (b, t)).copy(),
+            f"{prefix}segment_ids": np.ones((b, t), np.int32),
+            f"{prefix}loss_mask": loss_mask,
+        }
+    return batch
 
 
 def median_step(ends: list[float], run: Run) -> float:
@@ -91,7 +167,7 @@ def median_step(ends: list[float], run: Run) -> float:
 
 
 def bench_jalign(run: Run) -> tuple[float, float, ModelConfig, int]:
-    """(seconds per timed step, first-step loss, model config, parameter count)."""
+    """(seconds per timed step, first-batch check metric, model config, parameter count)."""
     cfg, graphdef, params = load_hf_model(run.folder)
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
     steps = run.warmup + run.timed
@@ -103,26 +179,29 @@ def bench_jalign(run: Run) -> tuple[float, float, ModelConfig, int]:
         max_grad_norm=MAX_GRAD_NORM,
     )
     optimizer = make_optimizer(opt_cfg)
+    objective = run.kind.objective
+    section = {**objective.defaults, **run.kind.settings}
     ctx = RunContext(
-        config=ml_collections.ConfigDict({"sft": dict(SFT_OBJECTIVE.defaults)}),
+        config=ml_collections.ConfigDict({objective.name: section}),
         graphdef=graphdef,
         model_config=cfg,
         mesh=None,
         tokenizer=None,
     )
-    step = compile_step(make_train_step(SFT_OBJECTIVE.make_loss(ctx), optimizer))
-    state = init_train_state(params, optimizer, seed=0)
-    rows = random_rows(cfg.vocab_size, run)
-    batches = [jalign_batch(rows[i * run.batch : (i + 1) * run.batch]) for i in range(steps)]
+    frozen = objective.make_frozen(ctx, params) if objective.make_frozen else None
+    step = compile_step(make_train_step(objective.make_loss(ctx), optimizer))
+    state = init_train_state(params, optimizer, seed=0, frozen=frozen)
+    ids = random_ids(cfg.vocab_size, run)
+    batches = [jalign_batch(ids[i * run.batch : (i + 1) * run.batch], run) for i in range(steps)]
 
-    ends, first_loss = [], 0.0
+    ends, check = [], 0.0
     for i, batch in enumerate(batches):
         state, metrics = step(state, batch)
-        loss = jax.block_until_ready(metrics["loss"])
+        jax.block_until_ready(metrics["loss"])
         ends.append(time.perf_counter())
         if i == 0:
-            first_loss = float(loss)
-    return median_step(ends, run), first_loss, cfg, n_params
+            check = float(metrics[run.kind.check])
+    return median_step(ends, run), check, cfg, n_params
 
 
 class StepClock(TrainerCallback):
@@ -135,76 +214,121 @@ class StepClock(TrainerCallback):
         self.ends.append(time.perf_counter())
 
 
-def bench_trl(run: Run, vocab_size: int, tokenizer_folder: str) -> tuple[float, float]:
-    """(seconds per timed step, loss of the first batch before training)."""
-    model = AutoModelForCausalLM.from_pretrained(run.folder, dtype=torch.float32)
-    rows = random_rows(vocab_size, run)
+def transformers_check(model: torch.nn.Module, ids: np.ndarray, run: Run) -> float:
+    """The first batch's check metric from the untrained transformers model."""
+    rows = torch.from_numpy(ids[: run.batch, 0]).long()
     with torch.no_grad():
-        first = torch.from_numpy(rows[: run.batch]).long()
-        first_loss = float(model(input_ids=first, labels=first).loss)
+        logps = torch.log_softmax(model(input_ids=rows).logits[:, :-1], dim=-1)
+    targets = logps.gather(-1, rows[:, 1:, None])[..., 0][:, run.prompt - 1 :]
+    return float(run.kind.check_of(targets))
+
+
+def trl_trainer(
+    run: Run, model: torch.nn.Module, ids: np.ndarray, out: str, tokenizer_folder: str
+) -> Trainer:
+    """TRL's trainer for `run`, on the token ids as its collator takes them."""
+    common = dict(
+        output_dir=out,
+        max_steps=run.warmup + run.timed,
+        per_device_train_batch_size=run.batch,
+        learning_rate=LEARNING_RATE,
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        adam_beta1=0.9,
+        adam_beta2=0.999,
+        adam_epsilon=1e-8,
+        max_grad_norm=MAX_GRAD_NORM,
+        bf16=False,
+        fp16=False,
+        activation_checkpointing=False,
+        max_length=run.seq,
+        logging_strategy="no",
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+        dataloader_num_workers=0,
+        seed=0,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder)
+    if run.trainer == "sft":
+        return SFTTrainer(
+            model=model,
+            args=SFTConfig(**common, packing=False, completion_only_loss=False),
+            train_dataset=datasets.Dataset.from_dict({"input_ids": ids[:, 0].tolist()}),
+            processing_class=tokenizer,
+        )
+    args = DPOConfig(
+        **common,
+        padding_free=False,
+        precompute_ref_log_probs=False,
+        loss_type=["sigmoid"],
+        beta=DPO_BETA,
+    )
+    # DPOTrainer tokenizes text records when it is built; its collator reads token ids
+    # (prompt_ids, chosen_ids, rejected_ids), so the random ids go in after construction.
+    text = {"prompt": ["a"], "chosen": [" b"], "rejected": [" c"]}
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=copy.deepcopy(model),
+        args=args,
+        train_dataset=datasets.Dataset.from_dict(text),
+        processing_class=tokenizer,
+    )
+    p = run.prompt
+    trainer.train_dataset = datasets.Dataset.from_dict(
+        {
+            "prompt_ids": ids[:, 0, :p].tolist(),
+            "chosen_ids": ids[:, 0, p:].tolist(),
+            "rejected_ids": ids[:, 1, p:].tolist(),
+        }
+    )
+    return trainer
+
+
+def bench_trl(run: Run, vocab_size: int, tokenizer_folder: str) -> tuple[float, float]:
+    """(seconds per timed step, first-batch check metric before training)."""
+    model = AutoModelForCausalLM.from_pretrained(run.folder, dtype=torch.float32)
+    ids = random_ids(vocab_size, run)
+    check = transformers_check(model, ids, run)
     clock = StepClock()
     with tempfile.TemporaryDirectory() as out:
-        args = SFTConfig(
-            output_dir=out,
-            max_steps=run.warmup + run.timed,
-            per_device_train_batch_size=run.batch,
-            learning_rate=LEARNING_RATE,
-            lr_scheduler_type="constant",
-            weight_decay=0.0,
-            adam_beta1=0.9,
-            adam_beta2=0.999,
-            adam_epsilon=1e-8,
-            max_grad_norm=MAX_GRAD_NORM,
-            bf16=False,
-            fp16=False,
-            activation_checkpointing=False,
-            max_length=run.seq,
-            packing=False,
-            completion_only_loss=False,
-            logging_strategy="no",
-            save_strategy="no",
-            eval_strategy="no",
-            report_to="none",
-            disable_tqdm=True,
-            use_cpu=True,
-            dataloader_num_workers=0,
-            seed=0,
-        )
-        trainer = SFTTrainer(
-            model=model,
-            args=args,
-            train_dataset=datasets.Dataset.from_dict({"input_ids": rows.tolist()}),
-            processing_class=AutoTokenizer.from_pretrained(tokenizer_folder),
-            callbacks=[clock],
-        )
+        trainer = trl_trainer(run, model, ids, out, tokenizer_folder)
+        trainer.add_callback(clock)
         trainer.remove_callback(PrinterCallback)  # its end-of-training summary line
         trainer.train()
-    return median_step(clock.ends, run), first_loss
+    return median_step(clock.ends, run), check
 
 
-def step_flops(cfg: ModelConfig, n_params: int, batch: int, seq: int) -> float:
-    """Training FLOPs of one step: 6 * params * tokens (matmuls, forward + backward), plus the
-    attention scores and weighted sum, 3 * 4 * L * B * T^2 * H * hd (the full T x T square,
-    as jalign computes it)."""
-    tokens = batch * seq
-    attention = 12 * cfg.num_layers * batch * seq**2 * cfg.num_heads * cfg.head_dim
-    return 6 * n_params * tokens + attention
+def step_flops(cfg: ModelConfig, n_params: int, run: Run) -> float:
+    """Training FLOPs of one step over the policy's N rows of T tokens: 2 * params * tokens per
+    forward-pass equivalent (matmuls), plus the attention scores and weighted sum,
+    4 * L * N * T^2 * H * hd per forward (the full T x T square, as jalign computes it); the
+    policy's forward + backward are 3 forwards, a reference adds one."""
+    passes = 3 + int(run.kind.reference)
+    rows = run.batch * len(run.kind.prefixes)
+    attention = 4 * cfg.num_layers * rows * run.seq**2 * cfg.num_heads * cfg.head_dim
+    return passes * (2 * n_params * run.tokens + attention)
 
 
 def bench(run: Run, peak: float, tokenizer_folder: str) -> None:
-    t_jalign, loss_jalign, cfg, n_params = bench_jalign(run)
-    t_trl, loss_trl = bench_trl(run, cfg.vocab_size, tokenizer_folder)
-    tokens = run.batch * run.seq
+    t_jalign, check_jalign, cfg, n_params = bench_jalign(run)
+    t_trl, check_trl = bench_trl(run, cfg.vocab_size, tokenizer_folder)
+    unit = run.kind.unit
     print(
-        f"\n== {run.name} ({n_params / 1e6:.1f}M params): batch {run.batch}, seq {run.seq}, "
-        f"fp32, {run.warmup} warmup + {run.timed} timed steps (median step), "
-        f"load average now {os.getloadavg()[0]:.2f}"
+        f"\n== {run.trainer.upper()} {run.name} ({n_params / 1e6:.1f}M params): batch {run.batch} "
+        f"{unit}s, seq {run.seq} (prompt {run.prompt}), fp32, {run.warmup} warmup + {run.timed} "
+        f"timed steps (median step), load average now {os.getloadavg()[0]:.2f}"
     )
-    print(f"first-batch loss: jalign {loss_jalign:.4f}, transformers {loss_trl:.4f}")
-    print(f"jalign  {tokens / t_jalign:10.1f} tok/s  ({t_jalign * 1e3:.1f} ms/step)")
-    print(f"TRL     {tokens / t_trl:10.1f} tok/s  ({t_trl * 1e3:.1f} ms/step)")
+    print(f"first-batch {run.kind.check}: jalign {check_jalign:.4f}, transformers {check_trl:.4f}")
+    for name, seconds in (("jalign", t_jalign), ("TRL", t_trl)):
+        print(
+            f"{name:6s} {run.batch / seconds:8.2f} {unit}s/s  {run.tokens / seconds:10.1f} tok/s  "
+            f"({seconds * 1e3:.1f} ms/step)"
+        )
     print(f"ratio (jalign / TRL): {t_trl / t_jalign:.2f}x")
-    flops = step_flops(cfg, n_params, run.batch, run.seq)
+    flops = step_flops(cfg, n_params, run)
     for name, seconds in (("jalign", t_jalign), ("TRL", t_trl)):
         print(
             f"{name} achieved {flops / seconds / 1e9:.1f} GFLOP/s "
@@ -212,9 +336,26 @@ def bench(run: Run, peak: float, tokenizer_folder: str) -> None:
         )
 
 
+def runs(trainer: str, quick: bool, demo_folder: str, smollm_folder: str) -> list[Run]:
+    """The demo-size model (SFT: rows of 128 tokens; DPO: pairs of a 64-token prompt and two
+    64-token completions), and SmolLM2-135M unless quick."""
+    prompt = 1 if trainer == "sft" else 64
+    out = [Run("demo-size llama", demo_folder, trainer, 8, 128, prompt, 3, 4 if quick else 20)]
+    if not quick:
+        out.append(Run("SmolLM2-135M", smollm_folder, trainer, 4, 128, prompt, 2, 6))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps, demo-size model only")
+    parser.add_argument(
+        "--trainer",
+        nargs="+",
+        choices=tuple(TRAINERS),
+        default=list(TRAINERS),
+        help="trainers to benchmark (default: all)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     transformers.logging.set_verbosity_error()
@@ -227,11 +368,10 @@ def main() -> None:
     )
     tokenizer_folder = str(smollm2_hf_folder())
     with tempfile.TemporaryDirectory() as root:
-        runs = [Run("demo-size llama", demo_size_folder(root), 8, 128, 3, 4 if args.quick else 20)]
-        if not args.quick:
-            runs.append(Run("SmolLM2-135M", tokenizer_folder, 4, 128, 2, 6))
-        for run in runs:
-            bench(run, peak, tokenizer_folder)
+        demo_folder = demo_size_folder(root)
+        for trainer in args.trainer:
+            for run in runs(trainer, args.quick, demo_folder, tokenizer_folder):
+                bench(run, peak, tokenizer_folder)
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
 
 
