@@ -106,4 +106,4 @@ def test_offloaded_iterations_match_bitwise(grpo_config, monkeypatch):
     run.reference, reward.frozen = kept
     plain = _iterations(run, kept, monkeypatch)
     assert offloaded == plain  # exact float equality
-    assert plain[1]["objective/kl"] > 0  # the policy moved: the reference forward matters
+    assert plain[1]["objective/kl"] != 0  # the policy moved (k1 mean: either sign)
