@@ -39,8 +39,8 @@ STAGE_TRAINERS = {"dpo": "dpo", "semi_online_dpo": "dpo", "ppo": "ppo", "grpo": 
 STAGE_PLOTS = {
     "dpo": ("loss", "rewards/margins", "rewards/accuracies"),
     "semi_online_dpo": ("loss", "rewards/margins", "online/reward_mean"),
-    "ppo": ("objective/scores", "objective/kl"),
-    "grpo": ("objective/scores", "objective/kl"),
+    "ppo": ("reward/rm", "reward/gold_reward_fn", "objective/kl"),
+    "grpo": ("reward/gold_reward_fn", "reward/rm", "objective/kl"),
 }
 _DONE = "stage_done.json"
 
