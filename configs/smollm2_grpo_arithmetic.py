@@ -4,8 +4,11 @@
 python -m jalign.tasks.arithmetic --out runs/smollm2_arith/data
 jalign grpo --config configs/smollm2_grpo_arithmetic.py
 
-Zero-shot the model answers 17% of the held-out questions right (greedy); see README for what
-this run reaches.
+Measured (12 iterations of 4 prompts x 8 samples, 12 min on 2 CPU cores under load): greedy
+exact-answer accuracy on 200 held-out questions 21.0% -> 27.5%, answers ending with EOS 70% ->
+88% (`jalign eval --policy base=smollm2 --policy grpo=runs/smollm2_arith/grpo/hf --prompts
+runs/smollm2_arith/data/prompts_eval.jsonl --reward acc=jalign.tasks.arithmetic:reward_fn
+--temperature 0`). Longer runs are the obvious next step.
 """
 
 import ml_collections
@@ -24,7 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
         }
     )
     cfg.train = ml_collections.ConfigDict(
-        {"batch_size": 8, "total_steps": 30, "save_every": 5, "log_every": 1}
+        {"batch_size": 4, "total_steps": 12, "save_every": 4, "log_every": 1}
     )
     cfg.optimizer = ml_collections.ConfigDict({"lr": 1e-5, "schedule": "constant"})
     cfg.rl = ml_collections.ConfigDict(
