@@ -22,6 +22,8 @@ CONFIGS = {
     "ppo_demo.py": "ppo",
     "grpo_demo.py": "grpo",
     "smollm2_grpo_arithmetic.py": "grpo",
+    "smollm2_dpo_arithmetic.py": "dpo",
+    "smollm2_sft_arithmetic.py": "sft",
     "pipeline_demo.py": "pipeline",
 }
 
