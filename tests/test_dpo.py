@@ -5,10 +5,9 @@ import json
 
 import numpy as np
 import pytest
+from tiny_runs import tiny_dpo_config
 
-from jalign.demo import paths
 from jalign.demo.build import DatasetSizes, demo_datasets
-from jalign.demo.run import stage_config
 from jalign.demo.task import ImperfectDemonstrator, ideal_completion, label_pairs
 from jalign.train.loop import train
 from jalign.train.trainers import objectives
@@ -30,34 +29,18 @@ def pairs_file(tmp_path_factory):
     return path
 
 
-def _config(run_dir, data, reference, loss_type="sigmoid", steps=6):
-    return stage_config(
-        "dpo",
-        run_dir,
-        model={"path": str(paths()), "init": "random"},
-        data={"train": str(data), "eval": str(data), "max_length": 32, "num_epochs": None},
-        train={
-            "batch_size": 8,
-            "total_steps": steps,
-            "log_every": 1,
-            "eval_every": steps,
-            "save_every": steps,
-            "eval_batches": 2,
-            "export_hf": False,
-        },
-        optimizer={"lr": 3e-3, "warmup_steps": 0},
-        dpo={"loss_type": loss_type, "reference": reference, "beta": 0.5},
-    )
-
-
 def _losses(run_dir):
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     return [json.loads(line)["loss"] for line in lines if '"loss"' in line and "eval" not in line]
 
 
 def test_precomputed_reference_matches_live_reference(pairs_file, tmp_path):
-    live = train(_config(tmp_path / "live", pairs_file, "live"), objectives()["dpo"])
-    pre = train(_config(tmp_path / "pre", pairs_file, "precomputed"), objectives()["dpo"])
+    live = train(
+        tiny_dpo_config(tmp_path / "live", pairs_file, reference="live"), objectives()["dpo"]
+    )
+    pre = train(
+        tiny_dpo_config(tmp_path / "pre", pairs_file, reference="precomputed"), objectives()["dpo"]
+    )
     np.testing.assert_allclose(
         _losses(tmp_path / "pre"), _losses(tmp_path / "live"), rtol=1e-5, atol=1e-6
     )
@@ -72,7 +55,8 @@ def test_precomputed_reference_matches_live_reference(pairs_file, tmp_path):
 
 def test_reference_free_simpo_trains(pairs_file, tmp_path):
     result = train(
-        _config(tmp_path / "simpo", pairs_file, "live", "simpo", steps=8), objectives()["dpo"]
+        tiny_dpo_config(tmp_path / "simpo", pairs_file, steps=8, loss_type="simpo"),
+        objectives()["dpo"],
     )
     assert result.eval_metrics["rewards/accuracies"] > 0.6
     assert result.eval_metrics["rewards/margins"] > 0

@@ -8,10 +8,9 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tiny_runs import tiny_dpo_config
 
-from jalign.demo import paths
 from jalign.demo.build import DatasetSizes, demo_datasets
-from jalign.demo.run import stage_config
 from jalign.demo.task import ImperfectDemonstrator, gold_reward_fn, ideal_completion
 from jalign.errors import JalignError
 from jalign.train.loop import train
@@ -46,26 +45,6 @@ def data(tmp_path_factory):
         "unpaired": _write(root / "unpaired.jsonl", unpaired),
         "ranked": _write(root / "ranked.jsonl", ranked),
     }
-
-
-def _config(run_dir, data, loss_type, steps=6, **dpo):
-    return stage_config(
-        "dpo",
-        run_dir,
-        model={"path": str(paths()), "init": "random"},
-        data={"train": str(data), "eval": str(data), "max_length": 32, "num_epochs": None},
-        train={
-            "batch_size": 8,
-            "total_steps": steps,
-            "log_every": 1,
-            "eval_every": steps,
-            "save_every": steps,
-            "eval_batches": 2,
-            "export_hf": False,
-        },
-        optimizer={"lr": 3e-3, "warmup_steps": 0},
-        dpo={"loss_type": loss_type, "beta": 0.5, **dpo},
-    )
 
 
 def _records(run_dir):
@@ -103,7 +82,9 @@ def jax_rows(rows):
 
 
 def test_kto_trains_on_unpaired_data(data, tmp_path):
-    result = train(_config(tmp_path / "kto", data["unpaired"], "kto"), objectives()["dpo"])
+    result = train(
+        tiny_dpo_config(tmp_path / "kto", data["unpaired"], loss_type="kto"), objectives()["dpo"]
+    )
     records = _records(tmp_path / "kto")
     # Step 1: policy == reference, so r = z0 = 0 and every example costs 1 - sigmoid(0) = 0.5.
     assert records[0]["loss"] == pytest.approx(0.5, abs=1e-6)
@@ -115,7 +96,9 @@ def test_kto_trains_on_unpaired_data(data, tmp_path):
 
 
 def test_rrhf_trains_on_ranked_data(data, tmp_path):
-    result = train(_config(tmp_path / "rrhf", data["ranked"], "rrhf"), objectives()["dpo"])
+    result = train(
+        tiny_dpo_config(tmp_path / "rrhf", data["ranked"], loss_type="rrhf"), objectives()["dpo"]
+    )
     records = _records(tmp_path / "rrhf")
     assert records[-1]["loss"] < records[0]["loss"]
     assert result.eval_metrics["nll_loss"] < records[0]["nll_loss"]
@@ -136,7 +119,7 @@ def test_rrhf_trains_on_ranked_data(data, tmp_path):
     ],
 )
 def test_bad_combinations_are_config_errors(data, tmp_path, loss_type, dpo, message):
-    cfg = _config(tmp_path / "bad", data["unpaired"], loss_type)
+    cfg = tiny_dpo_config(tmp_path / "bad", data["unpaired"], loss_type=loss_type)
     for key, value in dpo.items():
         if isinstance(value, dict):
             for sub, v in value.items():

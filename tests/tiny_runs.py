@@ -1,0 +1,34 @@
+"""Configs of the short trainer runs tests make on the random-init demo model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ml_collections
+
+from jalign.demo import paths
+from jalign.demo.run import stage_config
+
+
+def tiny_dpo_config(
+    run_dir: Path, data: Path, steps: int = 6, **dpo: object
+) -> ml_collections.ConfigDict:
+    """`steps` DPO-trainer steps of 8 records on `data` (also the eval set), beta 0.5 unless
+    `dpo` says otherwise, logged every step, one checkpoint at the end, no HF export."""
+    return stage_config(
+        "dpo",
+        run_dir,
+        model={"path": str(paths()), "init": "random"},
+        data={"train": str(data), "eval": str(data), "max_length": 32, "num_epochs": None},
+        train={
+            "batch_size": 8,
+            "total_steps": steps,
+            "log_every": 1,
+            "eval_every": steps,
+            "save_every": steps,
+            "eval_batches": 2,
+            "export_hf": False,
+        },
+        optimizer={"lr": 3e-3, "warmup_steps": 0},
+        dpo={"beta": 0.5, **dpo},
+    )
