@@ -7,7 +7,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jalign.data import load_tokenizer, pad_token_id
+from jalign.data import encode_prompt, load_tokenizer, pad_token_id, stop_token_ids
 from jalign.errors import JalignError
 from jalign.eval.best_of import best_of_n
 from jalign.eval.rewards import Scorer, load_scorer
@@ -17,24 +17,12 @@ from jalign.sampling import SamplingParams, generate, make_prompt_batch
 
 
 def encode_prompts(tokenizer, prompts: list[str], chat: bool) -> list[list[int]]:
-    """Token ids of each prompt; with `chat`, rendered through the tokenizer's chat template."""
+    """Token ids of each prompt; with `chat`, a user turn rendered by the chat template."""
     if not prompts:
         raise JalignError("no prompt given; pass --prompt TEXT (repeat it for a batch)")
     if chat:
-        if not getattr(tokenizer, "chat_template", None):
-            raise JalignError("--chat: this tokenizer has no chat template")
-        return [
-            list(
-                tokenizer.apply_chat_template(
-                    [{"role": "user", "content": p}],
-                    add_generation_prompt=True,
-                    tokenize=True,
-                    return_dict=False,
-                )
-            )
-            for p in prompts
-        ]
-    return [tokenizer.encode(p) for p in prompts]
+        return [encode_prompt(tokenizer, [{"role": "user", "content": p}]) for p in prompts]
+    return [encode_prompt(tokenizer, p) for p in prompts]
 
 
 def _completion(tokenizer, tokens, logprobs, length: int, finished: bool) -> dict[str, Any]:
@@ -77,9 +65,6 @@ def run_generate(
     folder, cfg, graphdef, params = load_model_source(model)
     tokenizer = load_tokenizer(folder)
     ids = encode_prompts(tokenizer, prompts, chat)
-    eos = tuple(cfg.eos_token_ids) or (
-        (tokenizer.eos_token_id,) if tokenizer.eos_token_id is not None else ()
-    )
     samples = max(n, best_of)
     params_s = SamplingParams(
         temperature=temperature,
@@ -88,7 +73,7 @@ def run_generate(
         min_p=min_p,
         n=samples,
         max_new_tokens=max_new_tokens,
-        eos_ids=eos,
+        eos_ids=stop_token_ids(cfg.eos_token_ids, tokenizer),
         seed=seed,
     )
     batch = make_prompt_batch(ids, pad_id=pad_token_id(tokenizer))
