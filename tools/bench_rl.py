@@ -56,6 +56,7 @@ import ml_collections
 import numpy as np
 import torch
 import transformers
+from bench_train import TRL_CPU_FP32_QUIET
 from transformers import (
     LlamaConfig,
     LlamaForCausalLM,
@@ -212,16 +213,7 @@ def bench_trl(shape: Shape, policy: Path, reward: Path, prompts: list[str], out:
         lr_scheduler_type="constant",
         weight_decay=0.0,
         max_grad_norm=1.0,
-        bf16=False,
-        fp16=False,
-        logging_strategy="no",
-        save_strategy="no",
-        eval_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        use_cpu=True,
-        dataloader_num_workers=0,
-        seed=0,
+        **TRL_CPU_FP32_QUIET,
     )
     clock = StepClock()
     trainer = GRPOTrainer(

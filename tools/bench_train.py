@@ -72,6 +72,20 @@ from jalign.train.state import compile_step, init_train_state, make_train_step
 
 LEARNING_RATE = 1e-5
 MAX_GRAD_NORM = 1.0
+# TRL config options every benchmark shares: fp32 on the CPU, seed 0, and no logging, saving,
+# evaluation, progress bar or dataloader workers inside the timed steps.
+TRL_CPU_FP32_QUIET = dict(
+    bf16=False,
+    fp16=False,
+    logging_strategy="no",
+    save_strategy="no",
+    eval_strategy="no",
+    report_to="none",
+    disable_tqdm=True,
+    use_cpu=True,
+    dataloader_num_workers=0,
+    seed=0,
+)
 DPO_BETA = 0.1
 
 
@@ -238,18 +252,9 @@ def trl_trainer(
         adam_beta2=0.999,
         adam_epsilon=1e-8,
         max_grad_norm=MAX_GRAD_NORM,
-        bf16=False,
-        fp16=False,
         activation_checkpointing=False,
         max_length=run.seq,
-        logging_strategy="no",
-        save_strategy="no",
-        eval_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        use_cpu=True,
-        dataloader_num_workers=0,
-        seed=0,
+        **TRL_CPU_FP32_QUIET,
     )
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder)
     if run.trainer == "sft":
