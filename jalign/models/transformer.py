@@ -21,7 +21,14 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jalign.models.config import ModelConfig
-from jalign.models.layers import Block, Linear, Norm, attention_mask, rope_inverse_frequencies
+from jalign.models.layers import (
+    Block,
+    Linear,
+    Norm,
+    attention_mask,
+    dense,
+    rope_inverse_frequencies,
+)
 
 Params = dict[str, Any]
 HEADS = ("lm", "scalar")
@@ -171,11 +178,12 @@ class DecoderLM(nnx.Module):
             return self.score(hidden)[..., 0].astype(jnp.float32)
         if head_kernel is not None:
             dtype = jnp.dtype(cfg.dtype)
-            logits = jnp.dot(hidden.astype(dtype), head_kernel.astype(dtype))
+            logits = dense(hidden.astype(dtype), head_kernel.astype(dtype))
         elif self.lm_head is not None:
             logits = self.lm_head(hidden)
         else:
-            logits = self.embed.attend(hidden)
+            dtype = jnp.dtype(cfg.dtype)
+            logits = dense(hidden.astype(dtype), self.embed.embedding[...].astype(dtype).T)
         logits = logits.astype(jnp.float32)
         if cfg.final_logit_softcap is not None:
             logits = jnp.tanh(logits / cfg.final_logit_softcap) * cfg.final_logit_softcap
