@@ -129,10 +129,13 @@ def test_two_processes_match_one(setup):
     # Both processes took part in each orbax save; the steps are committed.
     for step in (2, 3):
         assert (root / "two" / "checkpoints" / str(step) / "commit_success.txt").exists()
-    # The parameters were gathered from both processes and written once, by process 0.
+    # The parameters were gathered from both processes and written once, by process 0. Adam
+    # divides each gradient entry by its own scale, so where an entry is near zero, float32
+    # summation-order differences between the two all-reduces move its weight by up to ~2e-6
+    # over the 3 steps; a step missed or applied twice moves weights by lr = 3e-3.
     _, _, two = load_hf_model(root / "two" / "hf")
     _, _, one = load_hf_model(root / "one" / "hf")
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), two, one)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), two, one)
 
 
 def test_distributed_settings_from_env():
