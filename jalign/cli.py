@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from jalign.errors import JalignError
-from jalign.runtime import configure_xla_flags
+from jalign.runtime import configure_xla_flags, restart_with_huge_pages
 
 TRAINERS = ("sft", "rm", "dpo", "rft")
 RL_TRAINERS = ("ppo", "grpo")
@@ -279,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # the `jalign` command itself (not a call from Python code)
+        restart_with_huge_pages()
     configure_xla_flags()
     argv = list(sys.argv[1:] if argv is None else argv)
     rest, overrides = _split_overrides(argv)

@@ -1,4 +1,5 @@
-"""Process-level XLA settings, applied before JAX is first imported.
+"""Process-level settings, applied before JAX is first imported: XLA flags, and huge pages for
+large host buffers.
 
 On CPU, jax 0.10's XLA routes matmul fusions through YNNPACK, whose float32 results drift
 further from a float64 reference (about 1.4e-4 on SmolLM2-135M's logits) than PyTorch's
@@ -10,6 +11,9 @@ parity checks; other platforms ignore the flag.
 from __future__ import annotations
 
 import os
+import platform
+import sys
+from pathlib import Path
 
 CPU_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",)
 
@@ -22,3 +26,36 @@ def configure_xla_flags(extra: tuple[str, ...] = ()) -> None:
         if flag.split("=")[0] not in names:
             flags.append(flag)
     os.environ["XLA_FLAGS"] = " ".join(flags)
+
+
+HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"
+_THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+
+
+def restart_with_huge_pages() -> None:
+    """Re-execute this process, once, with glibc's malloc asking for transparent huge pages.
+
+    XLA on CPU allocates every large buffer of a step (activations, gradients, optimizer
+    temporaries) afresh, and glibc serves each one with a new mmap: writing it page-faults every
+    4 KiB page. With `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (glibc >= 2.35) those mappings
+    are made with MADV_HUGEPAGE, one fault per 2 MiB: a 113 MB elementwise result took 11.7 ms
+    instead of 39.5 ms here, and the demo-size SFT step 251 ms instead of 303 ms. glibc reads
+    tunables only when a process starts, hence the re-exec, which keeps the pid, the arguments
+    and the open files, and happens before anything else runs.
+
+    Does nothing unless this is Linux with glibc and transparent huge pages in `madvise` or
+    `always` mode, nor when `GLIBC_TUNABLES` is already set (by the user, or by the restart
+    itself) or `JALIGN_HUGE_PAGES=0`.
+    """
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+        return
+    if "GLIBC_TUNABLES" in os.environ or os.environ.get("JALIGN_HUGE_PAGES") == "0":
+        return
+    try:
+        mode = _THP_MODE.read_text()
+    except OSError:
+        return
+    if "[never]" in mode:
+        return
+    env = {**os.environ, "GLIBC_TUNABLES": HUGE_PAGES_TUNABLE}
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)

@@ -35,11 +35,16 @@ untimed warmup iterations that include compilation):
 Each line also gives the share of rollout + scoring + old / reference (/ value) forwards (TRL:
 `_generate_and_score_completions`), the rest being the update (and, for jalign, the advantages
 and metrics), and the load average when that measurement ended.
+
+Environment: jalign runs in this process, restarted with glibc's huge-page malloc tunable as the
+`jalign` command does; TRL runs in a child process without it (`peer_process`), since the
+tunable slowed PyTorch's training steps here. Each side is measured the way its users run it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -57,6 +62,7 @@ import numpy as np
 import torch
 import transformers
 from bench_train import TRL_CPU_FP32_QUIET
+from peer_process import PEER_FLAG, measure_peer, report_peer
 from transformers import (
     LlamaConfig,
     LlamaForCausalLM,
@@ -69,7 +75,7 @@ from trl import GRPOConfig, GRPOTrainer
 from jalign.demo import paths, sample_prompts
 from jalign.rl.loop import RLRun
 from jalign.rl.schema import rl_schema
-from jalign.runtime import configure_xla_flags
+from jalign.runtime import configure_xla_flags, restart_with_huge_pages
 
 LEARNING_RATE = 1e-5
 KL_COEF = 0.05
@@ -248,15 +254,28 @@ def report(name: str, result: Result) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer timed iterations")
+    parser.add_argument(PEER_FLAG, help=argparse.SUPPRESS)  # child process: TRL's side only
     args = parser.parse_args()
-    configure_xla_flags()  # jalign's CPU settings, as the CLI applies them (before any jax work)
     shape = Shape(16, 4, 32, 2, 12, 16, warmup=2, timed=4 if args.quick else 10)
     torch.set_num_threads(os.cpu_count() or 1)
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     datasets.disable_progress_bars()
+    if args.peer:
+        request = json.loads(args.peer)
+        result = bench_trl(
+            Shape(**request["shape"]),
+            Path(request["policy"]),
+            Path(request["reward"]),
+            request["prompts"],
+            request["out"],
+        )
+        report_peer(dataclasses.asdict(result))
+        return
+    restart_with_huge_pages()  # as the `jalign` command does (TRL runs in a child without it)
+    configure_xla_flags()  # jalign's CPU settings, as the CLI applies them (before any jax work)
     print(
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (other processes skew "
+        f"{os.cpu_count()} CPUs, GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES')}, load average {os.getloadavg()[0]:.2f} (other processes skew "
         f"every number here); {shape.prompts} prompts x {shape.n} completions, "
         f"{shape.new_tokens} new tokens, {shape.epochs} epochs x {shape.rows // shape.minibatch} "
         f"minibatches of {shape.minibatch} rows; median of {shape.timed} iterations after "
@@ -273,7 +292,14 @@ def main() -> None:
         for command in ("grpo", "ppo"):
             cfg = jalign_config(command, shape, policy, reward, data, root / command)
             results[f"jalign {command.upper()}"] = bench_jalign(cfg, shape)
-        results["TRL GRPO"] = bench_trl(shape, policy, reward, prompts, str(root / "trl"))
+        request = {
+            "shape": dataclasses.asdict(shape),
+            "policy": str(policy),
+            "reward": str(reward),
+            "prompts": prompts,
+            "out": str(root / "trl"),
+        }
+        results["TRL GRPO"] = Result(**measure_peer(__file__, request))
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     for name, result in results.items():
         report(name, result)

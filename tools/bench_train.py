@@ -32,12 +32,18 @@ after a few untimed warmup steps (compilation included):
   whole step: collating the batch, forward (TRL's fused LM-head log-probs, plus its metrics;
   for DPO the reference model's no-grad forward too), backward, clip, AdamW (transformers'
   default, the fused torch kernel), zero_grad and its bookkeeping.
+
+Environment: jalign runs in this process, restarted with glibc's huge-page malloc tunable as the
+`jalign` command does; TRL runs in a child process without it (`peer_process`), since the
+tunable slowed its steps here. Each side is measured the way its users run it.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
+import json
 import os
 import tempfile
 import time
@@ -53,6 +59,7 @@ import numpy as np
 import torch
 import transformers
 from bench_generate import demo_size_folder, measure_matmul_peak
+from peer_process import PEER_FLAG, measure_peer, report_peer
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -64,6 +71,7 @@ from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
 from jalign.interop import load_hf_model, smollm2_hf_folder
 from jalign.models import ModelConfig
+from jalign.runtime import configure_xla_flags, restart_with_huge_pages
 from jalign.train.objective import Objective, RunContext
 from jalign.train.objectives.preference import PREFERENCE_OBJECTIVE
 from jalign.train.objectives.sft import SFT_OBJECTIVE
@@ -319,7 +327,8 @@ def step_flops(cfg: ModelConfig, n_params: int, run: Run) -> float:
 
 def bench(run: Run, peak: float, tokenizer_folder: str) -> None:
     t_jalign, check_jalign, cfg, n_params = bench_jalign(run)
-    t_trl, check_trl = bench_trl(run, cfg.vocab_size, tokenizer_folder)
+    request = {"run": dataclasses.asdict(run), "vocab": cfg.vocab_size, "tok": tokenizer_folder}
+    t_trl, check_trl = measure_peer(__file__, request)["result"]
     unit = run.kind.unit
     print(
         f"\n== {run.trainer.upper()} {run.name} ({n_params / 1e6:.1f}M params): batch {run.batch} "
@@ -361,15 +370,23 @@ def main() -> None:
         default=list(TRAINERS),
         help="trainers to benchmark (default: all)",
     )
+    parser.add_argument(PEER_FLAG, help=argparse.SUPPRESS)  # child process: TRL's side only
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     datasets.disable_progress_bars()
+    if args.peer:
+        request = json.loads(args.peer)
+        run = Run(**request["run"])
+        report_peer({"result": bench_trl(run, request["vocab"], request["tok"])})
+        return
+    restart_with_huge_pages()  # as the `jalign` command does (TRL runs in a child without it)
+    configure_xla_flags()  # jalign's CPU settings, as the CLI applies them (before any jax work)
     peak = measure_matmul_peak()
     print(
         f"machine: {peak / 1e9:.1f} GFLOP/s fp32 matmul, {os.cpu_count()} CPUs, "
-        f"load average {os.getloadavg()[0]:.2f} (other processes skew every number here)"
+        f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES')}, load average {os.getloadavg()[0]:.2f} (other processes skew every number here)"
     )
     tokenizer_folder = str(smollm2_hf_folder())
     with tempfile.TemporaryDirectory() as root:

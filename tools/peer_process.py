@@ -1,0 +1,38 @@
+"""Run a benchmark's PyTorch peer in a child process with the peer's own default environment.
+
+The `jalign` command restarts itself with glibc's huge-page malloc tunable
+(`jalign.runtime.restart_with_huge_pages`), which speeds up XLA's large fresh buffers but slowed
+PyTorch's training steps here (TRL's SFT step 384 -> 449 ms). So a benchmark measures jalign in
+the environment its command runs in, and the peer in a child process without the tunable: each
+as its users run it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+PEER_FLAG = "--peer"  # the hidden argument a benchmark script takes to measure only its peer
+
+
+def measure_peer(script: str, request: dict) -> dict:
+    """Run `script --peer REQUEST_JSON` without GLIBC_TUNABLES (and with the restart turned off)
+    and return the JSON object it prints on its last line of stdout."""
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    env["JALIGN_HUGE_PAGES"] = "0"
+    proc = subprocess.run(
+        [sys.executable, script, PEER_FLAG, json.dumps(request)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"peer measurement failed:\n{proc.stdout[-2000:]}{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def report_peer(result: dict) -> None:
+    """The child's side of `measure_peer`: its result as the last line of stdout."""
+    print(json.dumps(result), flush=True)
