@@ -1,4 +1,5 @@
-"""Pure train step: gradient accumulation equals the big batch; non-finite steps are refused."""
+"""Pure train step: gradient accumulation equals the big batch; non-finite steps are refused;
+clipping by a given global norm equals optax's."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +7,12 @@ import numpy as np
 import optax
 
 from jalign.models import apply, create_model, from_hf_dict
-from jalign.train.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
+from jalign.train.optimizer import (
+    OptimizerConfig,
+    clip_by_global_norm,
+    learning_rate_schedule,
+    make_optimizer,
+)
 from jalign.train.state import init_train_state, make_train_step
 
 CFG = from_hf_dict(
@@ -96,3 +102,17 @@ def test_warmup_cosine_schedule_values():
     np.testing.assert_allclose(float(sched(8)), 0.55, rtol=1e-5)
     np.testing.assert_allclose(float(sched(12)), 0.1, rtol=1e-5)
     assert isinstance(make_optimizer(OptimizerConfig()), optax.GradientTransformation)
+
+
+def test_clip_matches_optax_with_and_without_the_given_norm():
+    grads = {"a": jnp.array([3.0, 4.0]), "b": jnp.array([[12.0]])}  # global norm 13
+    norm = optax.tree.norm(grads)
+    for max_norm in (1.0, 13.0, 20.0):  # clipped, at the edge, untouched
+        want, _ = optax.clip_by_global_norm(max_norm).update(grads, optax.EmptyState())
+        ours = clip_by_global_norm(max_norm)
+        got, _ = ours.update(grads, ours.init(grads))
+        given, _ = ours.update(grads, ours.init(grads), grad_norm=norm)
+        for tree in (got, given):
+            jax.tree.map(lambda x, y: np.testing.assert_array_equal(x, y), tree, want)
+    clipped, _ = clip_by_global_norm(1.0).update(grads, optax.EmptyState())
+    np.testing.assert_allclose(clipped["a"], [3 / 13, 4 / 13], rtol=1e-6)

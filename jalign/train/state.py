@@ -112,7 +112,9 @@ def make_train_step(
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
 
         def apply_update(_):
-            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+            updates, opt_state = optimizer.update(
+                grads, state.opt_state, state.params, grad_norm=grad_norm
+            )
             params = optax.apply_updates(state.params, updates)
             return params, opt_state, jax.random.key_data(rng)
 
