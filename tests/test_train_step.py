@@ -116,3 +116,14 @@ def test_clip_matches_optax_with_and_without_the_given_norm():
             jax.tree.map(lambda x, y: np.testing.assert_array_equal(x, y), tree, want)
     clipped, _ = clip_by_global_norm(1.0).update(grads, optax.EmptyState())
     np.testing.assert_allclose(clipped["a"], [3 / 13, 4 / 13], rtol=1e-6)
+
+
+def test_any_optax_optimizer_takes_a_step():
+    """The step passes `grad_norm=` to the optimizer; a plain optax transformation ignores it."""
+    graphdef, params = create_model(CFG, seed=1)
+    opt = optax.sgd(0.5)
+    state, metrics = jax.jit(make_train_step(_token_mean_ce(graphdef), opt))(
+        init_train_state(params, opt, 0), _batch(0)
+    )
+    old, new = jax.tree.leaves(params)[0], jax.tree.leaves(state.params)[0]
+    assert metrics["nonfinite"] == 0 and float(jnp.abs(new - old).max()) > 0

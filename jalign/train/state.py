@@ -71,6 +71,9 @@ def make_train_step(
     """Build the pure step. A non-finite loss or gradient leaves the state unchanged and sets
     `metrics["nonfinite"] = 1`, so the loop can stop with the last good state intact."""
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    # The step hands its gradient norm to the optimizer (jalign's clipping reuses it); any other
+    # optax transformation ignores it.
+    optimizer = optax.with_extra_args_support(optimizer)
 
     def accumulate(params, frozen, batch, rng):
         if accum_steps == 1:
