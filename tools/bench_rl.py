@@ -275,7 +275,8 @@ def main() -> None:
     restart_with_huge_pages()  # as the `jalign` command does (TRL runs in a child without it)
     configure_xla_flags()  # jalign's CPU settings, as the CLI applies them (before any jax work)
     print(
-        f"{os.cpu_count()} CPUs, GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES')}, load average {os.getloadavg()[0]:.2f} (other processes skew "
+        f"{os.cpu_count()} CPUs, GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES')}, "
+        f"load average {os.getloadavg()[0]:.2f} (other processes skew "
         f"every number here); {shape.prompts} prompts x {shape.n} completions, "
         f"{shape.new_tokens} new tokens, {shape.epochs} epochs x {shape.rows // shape.minibatch} "
         f"minibatches of {shape.minibatch} rows; median of {shape.timed} iterations after "

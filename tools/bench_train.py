@@ -386,7 +386,8 @@ def main() -> None:
     peak = measure_matmul_peak()
     print(
         f"machine: {peak / 1e9:.1f} GFLOP/s fp32 matmul, {os.cpu_count()} CPUs, "
-        f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES')}, load average {os.getloadavg()[0]:.2f} (other processes skew every number here)"
+        f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES')}, "
+        f"load average {os.getloadavg()[0]:.2f} (other processes skew every number here)"
     )
     tokenizer_folder = str(smollm2_hf_folder())
     with tempfile.TemporaryDirectory() as root:
