@@ -2,7 +2,7 @@
 and gold reward, and the reward model ranks held-out pairs by gold reward far better than chance.
 
 The quick scale's reward model reaches 76.7% held-out gold accuracy; the 85% of the full run
-(`python -m jalign.demo.run`, 85.5%) needs its better SFT policy and 5x the reward-model
+(`python -m jalign.demo.run`, 85.5-85.6%) needs its better SFT policy and 5x the reward-model
 training, about 4 minutes more than this test may take."""
 
 import math
