@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 import pytest
+from tiny_runs import write_demo_prompts
 
 from jalign.demo import paths
-from jalign.demo.build import DatasetSizes, demo_datasets
 from jalign.demo.run import stage_config
 from jalign.errors import JalignError
 from jalign.train.loop import train
@@ -48,11 +48,7 @@ def ones_reward(prompts, completions):
 
 @pytest.fixture(scope="module")
 def prompts_file(tmp_path_factory):
-    sizes = DatasetSizes(sft_train=8, sft_eval=8, prompts_train=32, prompts_eval=8)
-    records = demo_datasets(0, sizes)["prompts_train.jsonl"]
-    path = tmp_path_factory.mktemp("rft") / "prompts.jsonl"
-    path.write_text("".join(json.dumps({"prompt": r["prompt"]}) + "\n" for r in records))
-    return path
+    return write_demo_prompts(tmp_path_factory.mktemp("rft") / "prompts.jsonl")
 
 
 def _config(run_dir, prompts, **rft):

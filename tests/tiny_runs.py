@@ -1,12 +1,14 @@
-"""Configs of the short trainer runs tests make on the random-init demo model."""
+"""Configs and data of the short trainer runs tests make on the random-init demo model."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import ml_collections
 
 from jalign.demo import paths
+from jalign.demo.build import DatasetSizes, demo_datasets
 from jalign.demo.run import stage_config
 
 
@@ -32,3 +34,11 @@ def tiny_dpo_config(
         optimizer={"lr": 3e-3, "warmup_steps": 0},
         dpo={"beta": 0.5, **dpo},
     )
+
+
+def write_demo_prompts(path: Path) -> Path:
+    """32 demo-task training prompts as {"prompt"} JSONL at `path` (a rounds trainer's input)."""
+    sizes = DatasetSizes(sft_train=8, sft_eval=8, prompts_train=32, prompts_eval=8)
+    records = demo_datasets(0, sizes)["prompts_train.jsonl"]
+    path.write_text("".join(json.dumps({"prompt": r["prompt"]}) + "\n" for r in records))
+    return path

@@ -60,9 +60,14 @@ import datasets
 import ml_collections
 import numpy as np
 import torch
-import transformers
 from bench_train import TRL_CPU_FP32_QUIET
-from peer_process import PEER_FLAG, measure_peer, report_peer
+from peer_process import (
+    PEER_FLAG,
+    enter_jalign_environment,
+    measure_peer,
+    quiet_peer_libraries,
+    report_peer,
+)
 from transformers import (
     LlamaConfig,
     LlamaForCausalLM,
@@ -75,7 +80,6 @@ from trl import GRPOConfig, GRPOTrainer
 from jalign.demo import paths, sample_prompts
 from jalign.rl.loop import RLRun
 from jalign.rl.schema import rl_schema
-from jalign.runtime import configure_xla_flags, restart_with_huge_pages
 
 LEARNING_RATE = 1e-5
 KL_COEF = 0.05
@@ -257,10 +261,7 @@ def main() -> None:
     parser.add_argument(PEER_FLAG, help=argparse.SUPPRESS)  # child process: TRL's side only
     args = parser.parse_args()
     shape = Shape(16, 4, 32, 2, 12, 16, warmup=2, timed=4 if args.quick else 10)
-    torch.set_num_threads(os.cpu_count() or 1)
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
+    quiet_peer_libraries()
     if args.peer:
         request = json.loads(args.peer)
         result = bench_trl(
@@ -272,8 +273,7 @@ def main() -> None:
         )
         report_peer(dataclasses.asdict(result))
         return
-    restart_with_huge_pages()  # as the `jalign` command does (TRL runs in a child without it)
-    configure_xla_flags()  # jalign's CPU settings, as the CLI applies them (before any jax work)
+    enter_jalign_environment()  # TRL runs in a child process without the huge-page restart
     print(
         f"{os.cpu_count()} CPUs, GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES')}, "
         f"load average {os.getloadavg()[0]:.2f} (other processes skew "

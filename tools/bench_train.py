@@ -57,9 +57,14 @@ import jax
 import ml_collections
 import numpy as np
 import torch
-import transformers
 from bench_generate import demo_size_folder, measure_matmul_peak
-from peer_process import PEER_FLAG, measure_peer, report_peer
+from peer_process import (
+    PEER_FLAG,
+    enter_jalign_environment,
+    measure_peer,
+    quiet_peer_libraries,
+    report_peer,
+)
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -71,7 +76,6 @@ from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
 from jalign.interop import load_hf_model, smollm2_hf_folder
 from jalign.models import ModelConfig
-from jalign.runtime import configure_xla_flags, restart_with_huge_pages
 from jalign.train.objective import Objective, RunContext
 from jalign.train.objectives.preference import PREFERENCE_OBJECTIVE
 from jalign.train.objectives.sft import SFT_OBJECTIVE
@@ -372,17 +376,13 @@ def main() -> None:
     )
     parser.add_argument(PEER_FLAG, help=argparse.SUPPRESS)  # child process: TRL's side only
     args = parser.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
+    quiet_peer_libraries()
     if args.peer:
         request = json.loads(args.peer)
         run = Run(**request["run"])
         report_peer({"result": bench_trl(run, request["vocab"], request["tok"])})
         return
-    restart_with_huge_pages()  # as the `jalign` command does (TRL runs in a child without it)
-    configure_xla_flags()  # jalign's CPU settings, as the CLI applies them (before any jax work)
+    enter_jalign_environment()  # TRL runs in a child process without the huge-page restart
     peak = measure_matmul_peak()
     print(
         f"machine: {peak / 1e9:.1f} GFLOP/s fp32 matmul, {os.cpu_count()} CPUs, "

@@ -1,4 +1,5 @@
-"""Run a benchmark's PyTorch peer in a child process with the peer's own default environment.
+"""Process settings of the benchmarks, and their PyTorch peer in a child process with the peer's
+own default environment.
 
 The `jalign` command restarts itself with glibc's huge-page malloc tunable
 (`jalign.runtime.restart_with_huge_pages`), which speeds up XLA's large fresh buffers but slowed
@@ -13,6 +14,12 @@ import json
 import os
 import subprocess
 import sys
+
+import datasets
+import torch
+import transformers
+
+from jalign.runtime import configure_xla_flags, restart_with_huge_pages
 
 PEER_FLAG = "--peer"  # the hidden argument a benchmark script takes to measure only its peer
 
@@ -36,3 +43,18 @@ def measure_peer(script: str, request: dict) -> dict:
 def report_peer(result: dict) -> None:
     """The child's side of `measure_peer`: its result as the last line of stdout."""
     print(json.dumps(result), flush=True)
+
+
+def quiet_peer_libraries() -> None:
+    """PyTorch on every core; transformers' and datasets' logging and progress bars off."""
+    torch.set_num_threads(os.cpu_count() or 1)
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
+def enter_jalign_environment() -> None:
+    """What the `jalign` command applies before any JAX work: the huge-page restart, then
+    jalign's XLA flags. The peer's child process (`measure_peer`) runs without the restart."""
+    restart_with_huge_pages()
+    configure_xla_flags()
