@@ -14,6 +14,7 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from jalign.data import DataConfig, DataPipeline, load_tokenizer
+from jalign.data.batching import window_width
 from jalign.errors import JalignError
 
 SPECIAL = ["<pad>", "<bos>", "<eos>", "<unk>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"]
@@ -211,6 +212,13 @@ def test_preference_pairs_share_the_prompt_and_mask_only_responses(tmp_path, wor
         assert loss_mask.tolist() == [0.0] * len(prompt) + [1.0] * len(response)
     assert batch["prompt_lengths"].tolist() == [len(prompt)] * 2
     assert batch["chosen_input_ids"].shape == batch["rejected_input_ids"].shape == (2, 16)
+    # Both rows' LM-head windows share the width that fits the longer response.
+    for name, response in [("chosen", chosen), ("rejected", rejected)]:
+        columns = batch[f"{name}_target_columns"]
+        assert columns.shape == (2, window_width(len(rejected), 16))
+        assert columns[0, 0] == len(prompt) - 1  # predicts the first response token
+        covered = np.take_along_axis(batch[f"{name}_loss_mask"], columns + 1, axis=1)
+        assert covered.sum(1).tolist() == [len(response)] * 2
 
 
 def test_truncation_modes_cut_prompt_start_or_end_and_response_end(tmp_path, word_tokenizer):

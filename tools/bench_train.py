@@ -5,10 +5,11 @@ default):
 - sft: jalign's SFT objective vs TRL's `SFTTrainer`, on token rows with a full-sequence
   next-token loss (every token but the first is a target);
 - dpo: jalign's DPO objective (`jalign.train.objectives.preference`, sigmoid loss, beta 0.1,
-  live reference = a frozen copy of the initial params in the train state) vs TRL's
-  `DPOTrainer` (sigmoid loss, beta 0.1, reference model = a copy of the initial policy run each
-  step, no precomputed reference log-probs, no padding-free), on pairs of rows that share a
-  prompt and differ in their completion (every completion token is a target).
+  live reference = a frozen copy of the initial params in the train state; the batches carry
+  the `target_columns` jalign's collator adds, so its LM head runs on the completions only) vs
+  TRL's `DPOTrainer` (sigmoid loss, beta 0.1, reference model = a copy of the initial policy
+  run each step, no precomputed reference log-probs, no padding-free), on pairs of rows that
+  share a prompt and differ in their completion (every completion token is a target).
 
     python tools/bench_train.py [--quick] [--trainer sft dpo]
 
@@ -74,6 +75,8 @@ from transformers import (
 )
 from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
+from jalign.data.batching import target_columns
+from jalign.data.schemas import TARGET_COLUMNS
 from jalign.interop import load_hf_model, smollm2_hf_folder
 from jalign.models import ModelConfig
 from jalign.train.objective import Objective, RunContext
@@ -108,6 +111,8 @@ class TrainerKind:
     objective / settings: jalign's objective and the overrides of its config defaults.
     unit: one batch element (a row, or a pair of rows). prefixes: jalign's batch key prefix of
     each row of an element. reference: whether a frozen reference model runs forward each step.
+    windowed: whether jalign's collator gives its batches `target_columns` (the objectives that
+    read completions run the LM head on those columns only).
     check: the jalign metric compared on the first batch; `check_of` computes it from the
     per-token target log-probs [elements, targets] of each element's first row.
     """
@@ -117,17 +122,19 @@ class TrainerKind:
     unit: str
     prefixes: tuple[str, ...]
     reference: bool
+    windowed: bool
     check: str
     check_of: Callable[[torch.Tensor], torch.Tensor]
 
 
 TRAINERS = {
-    "sft": TrainerKind(SFT_OBJECTIVE, {}, "row", ("",), False, "loss", lambda t: -t.mean()),
+    "sft": TrainerKind(SFT_OBJECTIVE, {}, "row", ("",), False, False, "loss", lambda t: -t.mean()),
     "dpo": TrainerKind(
         PREFERENCE_OBJECTIVE,
         {"loss_type": "sigmoid", "beta": DPO_BETA, "reference": "live"},
         "pair",
         ("chosen_", "rejected_"),
+        True,
         True,
         "logps/chosen",
         lambda t: t.sum(1).mean(),
@@ -182,6 +189,11 @@ def jalign_batch(ids: np.ndarray, run: Run) -> dict[str, np.ndarray]:
             f"{prefix}positions": np.broadcast_to(np.arange(t, dtype=np.int32), (b, t)).copy(),
             f"{prefix}segment_ids": np.ones((b, t), np.int32),
             f"{prefix}loss_mask": loss_mask,
+        }
+    if run.kind.windowed:
+        columns = target_columns([loss_mask] * len(run.kind.prefixes))
+        batch |= {
+            f"{p}{TARGET_COLUMNS}": c for p, c in zip(run.kind.prefixes, columns, strict=True)
         }
     return batch
 
@@ -319,14 +331,18 @@ def bench_trl(run: Run, vocab_size: int, tokenizer_folder: str) -> tuple[float, 
 
 
 def step_flops(cfg: ModelConfig, n_params: int, run: Run) -> float:
-    """Training FLOPs of one step over the policy's N rows of T tokens: 2 * params * tokens per
-    forward-pass equivalent (matmuls), plus the attention scores and weighted sum,
-    4 * L * N * T^2 * H * hd per forward (the full T x T square, as jalign computes it); the
-    policy's forward + backward are 3 forwards, a reference adds one."""
+    """Training FLOPs one step needs over the policy's N rows of T tokens: per forward pass,
+    2 * (params - V * D) * tokens for the matmuls below the head (both models tie their
+    embeddings, so the V x D table is counted once, as the head), 2 * V * D per position whose
+    logits a loss reads (every position for SFT, the completion positions for DPO), and the
+    attention scores and weighted sum, 4 * L * N * T^2 * H * hd (the full T x T square, as
+    jalign computes it); the policy's forward + backward are 3 forwards, a reference adds one."""
     passes = 3 + int(run.kind.reference)
     rows = run.batch * len(run.kind.prefixes)
+    head = cfg.vocab_size * cfg.hidden_size
+    head_positions = rows * (run.seq - run.prompt if run.kind.windowed else run.seq)
     attention = 4 * cfg.num_layers * rows * run.seq**2 * cfg.num_heads * cfg.head_dim
-    return passes * (2 * n_params * run.tokens + attention)
+    return passes * (2 * (n_params - head) * run.tokens + 2 * head * head_positions + attention)
 
 
 def bench(run: Run, peak: float, tokenizer_folder: str) -> None:

@@ -14,6 +14,10 @@ on the copies, so weighting per-row quantities by it makes the copies count noth
                     (one T for both), prompt_lengths int32 [B], example_mask [B]
     preference and unpaired batches carry record_index int32 [B]: each row's position in its
                     source file (keys per-record caches such as reference logprobs)
+    preference, unpaired and ranked rows carry target_columns int32 [.., W] (chosen_ and
+                    rejected_ for pairs, one W for both): per row, the W consecutive columns
+                    whose outputs predict its targets (`target_columns`), so the LM head runs
+                    on the completion only. W, a quarter step of T - 1, is one of 4 shapes.
     ranked          input_ids, positions, segment_ids, loss_mask [B, k, T]; scores float32
                     [B, k]; example_mask [B]
     prompt          prompt_ids, prompt_positions, prompt_segment_ids int32 [B, P] (left-padded),
@@ -27,12 +31,51 @@ from typing import Any
 
 import numpy as np
 
-from jalign.data.schemas import EXAMPLE_MASK, PREFERENCE, PROMPT, RANKED, RECORD_INDEX, UNPAIRED
+from jalign.data.schemas import (
+    EXAMPLE_MASK,
+    PREFERENCE,
+    PROMPT,
+    RANKED,
+    RECORD_INDEX,
+    TARGET_COLUMNS,
+    UNPAIRED,
+)
 
 
 def bucket_width(length: int, widths: Sequence[int]) -> int:
     """The smallest width >= length (widths ascending; the config guarantees one fits)."""
     return next(w for w in widths if w >= length)
+
+
+def window_width(span: int, width: int) -> int:
+    """The target window for rows of `width` columns whose targets span `span` predicting
+    columns: `span` rounded up to a quarter of the width - 1 predicting columns, so a bucket
+    compiles at most 4 window shapes."""
+    columns = width - 1
+    quarter = -(-columns // 4)
+    return min(-(-max(span, 1) // quarter) * quarter, columns)
+
+
+def target_columns(loss_masks: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Per array of right-padded rows [..., T]: int32 [..., W], each row's W consecutive
+    columns c whose outputs (logits at c predict token c + 1) cover all its targets.
+
+    A row's window starts at its first predicting column, moved left when needed so that it
+    ends inside the row; W (`window_width`) fits the longest span (first to last target) of
+    all the arrays, which share it. Rows without targets get the window at column 0.
+    """
+    predicts = [np.asarray(mask)[..., 1:] != 0 for mask in loss_masks]
+    columns = predicts[0].shape[-1]
+    span = 1
+    starts = []
+    for p in predicts:
+        first = np.where(p.any(-1), p.argmax(-1), 0)
+        last = columns - 1 - p[..., ::-1].argmax(-1)
+        span = max(span, int(np.max(np.where(p.any(-1), last - first + 1, 1))))
+        starts.append(first)
+    window = window_width(span, columns + 1)
+    offsets = np.arange(window, dtype=np.int32)
+    return [(np.minimum(f, columns - window)[..., None] + offsets).astype(np.int32) for f in starts]
 
 
 def _training_rows(
@@ -90,6 +133,7 @@ class Collator:
         if self.kind == UNPAIRED:
             batch["labels"] = np.array([e["labels"] for e in examples], dtype=bool)
             batch[RECORD_INDEX] = np.array([e[RECORD_INDEX] for e in examples], np.int32)
+            (batch[TARGET_COLUMNS],) = target_columns([batch["loss_mask"]])
         return batch
 
     def _rows(self, examples: list[dict[str, Any]], prefix: str, width: int | None = None):
@@ -109,12 +153,15 @@ class Collator:
         width = self._width(
             [e[key] for e in examples for key in ("chosen_input_ids", "rejected_input_ids")]
         )
-        return {
+        batch = {
             **self._rows(examples, "chosen_", width),
             **self._rows(examples, "rejected_", width),
             "prompt_lengths": np.array([e["prompt_lengths"] for e in examples], np.int32),
             RECORD_INDEX: np.array([e[RECORD_INDEX] for e in examples], np.int32),
         }
+        prefixes = ("chosen_", "rejected_")
+        columns = target_columns([batch[f"{p}loss_mask"] for p in prefixes])
+        return batch | {f"{p}{TARGET_COLUMNS}": c for p, c in zip(prefixes, columns, strict=True)}
 
     def _ranked(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         k = len(examples[0]["input_ids"])
@@ -124,6 +171,7 @@ class Collator:
         )
         batch = {key: value.reshape(len(examples), k, -1) for key, value in rows.items()}
         batch["scores"] = np.stack([e["scores"] for e in examples])
+        (batch[TARGET_COLUMNS],) = target_columns([batch["loss_mask"]])
         return batch
 
     def _prompts(self, examples: list[dict[str, Any]]) -> dict[str, Any]:

@@ -37,6 +37,7 @@ KINDS = (SFT, PREFERENCE, UNPAIRED, RANKED, PROMPT)
 PROMPT_BATCH_KEYS = ("prompt", "prompt_ids", "prompt_positions", "prompt_segment_ids")
 EXAMPLE_MASK = "example_mask"
 RECORD_INDEX = "record_index"
+TARGET_COLUMNS = "target_columns"
 INDEXED_KINDS = (PREFERENCE, UNPAIRED)  # batches that say which source record each row is
 
 _MESSAGES = '[{"role": str, "content": str}, ...]'

@@ -9,10 +9,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jalign.data.schemas import TARGET_COLUMNS
 from jalign.losses import chunked_shifted_logprobs, last_token_index, shifted_logprobs
 from jalign.models import apply, project
 
 SEQUENCE_KEYS = ("input_ids", "positions", "segment_ids", "loss_mask")
+ROW_KEYS = (*SEQUENCE_KEYS, TARGET_COLUMNS)  # a training row's arrays; the last is optional
 
 
 def sequence_logprobs(
@@ -38,11 +40,17 @@ def sequence_logprobs(
 
 
 def paired(batch: dict) -> dict:
-    """chosen_* and rejected_* [B, T] -> one [2B, T] batch (chosen rows first)."""
+    """chosen_* and rejected_* [B, T] -> one [2B, T] batch (chosen rows first), with the
+    `target_columns` [B, W] too when the batch has them."""
     return {
         key: jnp.concatenate([batch[f"chosen_{key}"], batch[f"rejected_{key}"]], axis=0)
-        for key in SEQUENCE_KEYS
+        for key in row_keys(batch, "chosen_")
     }
+
+
+def row_keys(batch: dict, prefix: str = "") -> tuple[str, ...]:
+    """The `ROW_KEYS` that `batch` has under `prefix` (`target_columns` is optional)."""
+    return tuple(key for key in ROW_KEYS if f"{prefix}{key}" in batch)
 
 
 def last_token_values(values: jax.Array, segment_ids: jax.Array) -> jax.Array:

@@ -17,10 +17,9 @@ import jax
 import jax.numpy as jnp
 
 from jalign.losses import KTOLossConfig, kto_loss
+from jalign.train.forward import row_keys
 from jalign.train.objective import RunContext
 from jalign.train.objectives.completions import completion_logps
-
-_ROW_KEYS = ("input_ids", "positions", "segment_ids", "loss_mask")
 
 
 def mismatched_rows(rows: dict, example_mask: jax.Array) -> dict:
@@ -64,9 +63,11 @@ def make_kto_loss(ctx: RunContext) -> Callable:
     chunk = ctx.config.dpo.logprob_chunk
 
     def both(params, batch):
-        rows = {k: batch[k] for k in _ROW_KEYS}
-        kl_rows = mismatched_rows(rows, batch["example_mask"])
-        joined = {k: jnp.concatenate([rows[k], kl_rows[k]]) for k in _ROW_KEYS}
+        rows = {k: batch[k] for k in row_keys(batch)}
+        # A mismatched row's completion starts where its own row's did and is no longer than
+        # the batch's longest, so it keeps its row's target columns.
+        kl_rows = rows | mismatched_rows(rows, batch["example_mask"])
+        joined = {k: jnp.concatenate([rows[k], kl_rows[k]]) for k in rows}
         return jnp.split(completion_logps(ctx.graphdef, params, joined, chunk).logps, 2)
 
     def loss_fn(params, frozen, batch, rng):

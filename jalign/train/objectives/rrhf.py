@@ -13,10 +13,9 @@ from collections.abc import Callable
 import jax.numpy as jnp
 
 from jalign.losses import rrhf_loss
+from jalign.train.forward import row_keys
 from jalign.train.objective import RunContext
 from jalign.train.objectives.completions import completion_logps
-
-_ROW_KEYS = ("input_ids", "positions", "segment_ids", "loss_mask")
 
 
 def make_rrhf_loss(ctx: RunContext) -> Callable:
@@ -25,8 +24,8 @@ def make_rrhf_loss(ctx: RunContext) -> Callable:
 
     def loss_fn(params, frozen, batch, rng):
         del frozen, rng
-        b, k, t = batch["input_ids"].shape
-        rows = {key: batch[key].reshape(b * k, t) for key in _ROW_KEYS}
+        b, k = batch["input_ids"].shape[:2]
+        rows = {key: batch[key].reshape(b * k, -1) for key in row_keys(batch)}
         out = completion_logps(ctx.graphdef, params, rows, chunk)
         per_token = (out.logps / jnp.maximum(out.lengths, 1.0)).reshape(b, k)
         best = jnp.argmax(batch["scores"], axis=1)

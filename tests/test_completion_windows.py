@@ -1,0 +1,162 @@
+"""Target windows: the collator's `target_columns` cover every target of a row, and running the
+LM head only there gives the same completion log-probs, metrics, losses and gradients as
+running it at every column (DPO pairs, KTO with its mismatched rows, RRHF, chunked or not)."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from jalign.data.batching import target_columns, window_width
+from jalign.data.schemas import TARGET_COLUMNS
+from jalign.models import create_model, from_hf_dict
+from jalign.train.objective import RunContext
+from jalign.train.objectives.completions import completion_logps
+from jalign.train.objectives.preference import PREFERENCE_OBJECTIVE
+
+CFG = from_hf_dict(
+    dict(
+        model_type="llama",
+        vocab_size=32,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
+)
+T = 16
+
+
+def right_padded_rows(seed: int, n: int, completions: tuple[int, int] = (1, 6)) -> dict:
+    """n rows of [prompt | completion | padding] over T columns; the mask marks completions."""
+    rng = np.random.default_rng(seed)
+    prompt = rng.integers(1, 8, size=n)
+    length = prompt + rng.integers(*completions, size=n)
+    col = np.arange(T)[None]
+    seg = (col < length[:, None]).astype(np.int32)
+    mask = ((col >= prompt[:, None]) & (col < length[:, None])).astype(np.float32)
+    return {
+        "input_ids": (rng.integers(3, 32, size=(n, T)) * seg).astype(np.int32),
+        "positions": (np.broadcast_to(np.arange(T), (n, T)) * seg).astype(np.int32),
+        "segment_ids": seg,
+        "loss_mask": mask,
+    }
+
+
+@pytest.mark.parametrize(
+    ("span", "width", "expected"), [(1, 128, 32), (32, 128, 32), (33, 128, 64), (127, 128, 127)]
+)
+def test_window_width_rounds_up_to_a_quarter_of_the_predicting_columns(span, width, expected):
+    assert window_width(span, width) == expected
+
+
+def test_target_columns_cover_every_target_with_one_shared_width():
+    a = right_padded_rows(0, 6)["loss_mask"]
+    b = right_padded_rows(1, 6, completions=(1, 9))["loss_mask"]
+    b[2] = 0.0  # a row without targets
+    cols_a, cols_b = target_columns([a, b])
+    spans = [np.flatnonzero(row[1:]) for m in (a, b) for row in m]
+    longest = max(s[-1] - s[0] + 1 for s in spans if len(s))
+    assert cols_a.shape == cols_b.shape == (6, window_width(longest, T))
+    for mask, cols in ((a, cols_a), (b, cols_b)):
+        np.testing.assert_array_equal(np.diff(cols, axis=1), 1)  # consecutive columns
+        assert cols.min() >= 0 and cols.max() <= T - 2  # each predicts a token of the row
+        covered = np.take_along_axis(mask, cols + 1, axis=1).sum(1)
+        np.testing.assert_array_equal(covered, mask[:, 1:].sum(1))
+    np.testing.assert_array_equal(cols_b[2], np.arange(cols_b.shape[1]))
+
+
+def windowed(rows: dict) -> dict:
+    (cols,) = target_columns([rows["loss_mask"]])
+    assert cols.shape[1] < T - 1  # the window is narrower than the row
+    return rows | {TARGET_COLUMNS: cols}
+
+
+@pytest.mark.parametrize("chunk", [0, 3])
+def test_completion_logps_and_gradient_are_those_of_every_column(chunk):
+    graphdef, params = create_model(CFG, seed=0)
+    rows = right_padded_rows(2, 5)
+
+    def summed(p, r):
+        out = completion_logps(graphdef, p, r, chunk)
+        extra = 0.0 if out.mean_logits is None else jnp.sum(out.mean_logits)
+        return jnp.sum(out.logps) + extra, out
+
+    grad = jax.jit(jax.grad(summed, has_aux=True))
+    full_grad, full = grad(params, rows)
+    window_grad, window = grad(params, windowed(rows))
+    for a, b in zip(full, window, strict=True):
+        if a is not None:
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert (full.mean_logits is None) == (chunk > 0)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), full_grad, window_grad
+    )
+
+
+def objective_loss(**settings):
+    section = {**PREFERENCE_OBJECTIVE.defaults, **settings}
+    ctx = RunContext(
+        config=ml_collections.ConfigDict({"dpo": section}),
+        graphdef=create_model(CFG)[0],
+        model_config=CFG,
+        mesh=None,
+        tokenizer=None,
+    )
+    return jax.jit(jax.value_and_grad(PREFERENCE_OBJECTIVE.make_loss(ctx), has_aux=True))
+
+
+def pair_batch() -> dict:
+    chosen, rejected = right_padded_rows(3, 4), right_padded_rows(4, 4, completions=(2, 8))
+    # A pair shares its prompt: copy chosen's prompt into rejected.
+    prompt = chosen["loss_mask"].argmax(1)
+    for i, p in enumerate(prompt):
+        rejected["input_ids"][i, :p] = chosen["input_ids"][i, :p]
+        rejected["loss_mask"][i, :p] = 0.0
+    batch = {f"chosen_{k}": v for k, v in chosen.items()}
+    return batch | {f"rejected_{k}": v for k, v in rejected.items()}
+
+
+def test_dpo_kto_and_rrhf_losses_and_gradients_are_unchanged_by_target_columns():
+    _, params = create_model(CFG, seed=1)
+    _, ref = create_model(CFG, seed=2)
+    frozen = {"ref_params": ref}
+    example_mask = np.array([1, 1, 1, 0], np.float32)
+    pairs = pair_batch() | {"example_mask": example_mask}
+    cols = target_columns([pairs["chosen_loss_mask"], pairs["rejected_loss_mask"]])
+    pairs_windowed = pairs | {
+        f"{p}_{TARGET_COLUMNS}": c for p, c in zip(("chosen", "rejected"), cols, strict=True)
+    }
+    unpaired = right_padded_rows(5, 4) | {
+        "labels": np.array([True, False, True, True]),
+        "example_mask": example_mask,
+    }
+    ranked_rows = right_padded_rows(6, 6)
+    ranked = {k: v.reshape(2, 3, T) for k, v in ranked_rows.items()} | {
+        "scores": np.array([[1.0, 0.0, 2.0], [0.5, 1.5, -1.0]], np.float32),
+        "example_mask": np.ones(2, np.float32),
+    }
+    (ranked_columns,) = target_columns([ranked["loss_mask"]])  # [2, 3, W], as the collator
+    ranked_windowed = ranked | {TARGET_COLUMNS: ranked_columns}
+    cases = [
+        ("sigmoid", pairs, pairs_windowed),
+        ("kto", unpaired, windowed(unpaired)),
+        ("rrhf", ranked, ranked_windowed),
+    ]
+    rng = jax.random.key(0)
+    for loss_type, plain, with_columns in cases:
+        step = objective_loss(loss_type=loss_type)
+        (loss_a, aux_a), grad_a = step(params, frozen, plain, rng)
+        (loss_b, aux_b), grad_b = step(params, frozen, with_columns, rng)
+        assert np.isfinite(float(loss_a)) and float(loss_a) != 0.0
+        np.testing.assert_allclose(loss_a, loss_b, rtol=1e-5, err_msg=loss_type)
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+            aux_a["metrics"],
+            aux_b["metrics"],
+        )
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), grad_a, grad_b
+        )
