@@ -12,15 +12,18 @@ import numpy as np
 from flax import nnx
 
 from jalign.losses import token_entropy, token_logprobs
-from jalign.models import apply
+from jalign.models import apply, project
 
 
 def _completion_outputs(graphdef: nnx.GraphDef, params: Any, batch: dict) -> jax.Array:
-    """The model's outputs at the N columns that predict the completion tokens ([B, N, ...])."""
+    """The head's outputs at the N columns that predict the completion tokens ([B, N, ...]):
+    the prompt's columns run through the model (the completion attends to them) but not
+    through the head, which for an LM is a [D, V] matmul and a log-softmax per column."""
     width = batch["completion_mask"].shape[1]
-    out, _ = apply(graphdef, params, batch["input_ids"], batch["positions"], batch["segment_ids"])
-    start = batch["input_ids"].shape[1] - width - 1
-    return out[:, start : start + width]
+    ids, pos, seg = batch["input_ids"], batch["positions"], batch["segment_ids"]
+    hidden, _ = apply(graphdef, params, ids, pos, seg, return_hidden=True)
+    start = ids.shape[1] - width - 1
+    return project(graphdef, params, hidden[:, start : start + width])
 
 
 def policy_logprobs(
