@@ -43,7 +43,9 @@ class DemoScale:
 
     @classmethod
     def quick(cls) -> DemoScale:
-        return cls(sft_steps=250, rm_steps=150, batch_size=32, pair_prompts=384, eval_prompts=128)
+        """The full SFT (the reward model's accuracy rests on it: 400 steps instead of 600 cost
+        it 7 points), with fewer preference pairs, held-out prompts and reward-model steps."""
+        return cls(rm_steps=300, pair_prompts=384, eval_prompts=128)
 
 
 def _read_prompts(path: Path, limit: int) -> list[str]:
