@@ -177,8 +177,11 @@ def _attend(q: jax.Array, k_t: jax.Array, v: jax.Array, mask: jax.Array, cfg: Mo
     if t == 1:
         q32 = q[:, 0, :, :, :, None].astype(jnp.float32)  # [B, KV, G, D, 1]
         scores = jnp.sum(q32 * k_t[:, :, None].astype(jnp.float32), axis=3)[:, :, :, None]
-    else:
-        scores = jnp.einsum("btkgd,bkds->bkgts", q, k_t.astype(q.dtype)).astype(jnp.float32)
+    else:  # [B, KV, G * T, D] @ [B, KV, D, S]: a batched matmul in its canonical layout
+        kv, g = q.shape[2:4]
+        q_rows = q.transpose(0, 2, 3, 1, 4).reshape(b, kv, g * t, -1)
+        scores = jnp.matmul(q_rows, k_t.astype(q.dtype)).astype(jnp.float32)
+        scores = scores.reshape(b, kv, g, t, -1)
     scores = scores * cfg.query_scale
     if cfg.attn_logit_softcap is not None:
         scores = jnp.tanh(scores / cfg.attn_logit_softcap) * cfg.attn_logit_softcap
@@ -187,7 +190,8 @@ def _attend(q: jax.Array, k_t: jax.Array, v: jax.Array, mask: jax.Array, cfg: Mo
     if t == 1:  # [B, KV, G, 1, S, 1] * [B, KV, 1, 1, S, D] summed over S
         out = jnp.sum(probs[..., None] * v[:, :, None, None].astype(jnp.float32), axis=4)
         return out.astype(v.dtype).reshape(b, t, -1)
-    return jnp.einsum("bkgts,bksd->btkgd", probs.astype(v.dtype), v).reshape(b, t, -1)
+    out = jnp.matmul(probs.astype(v.dtype).reshape(b, kv, g * t, -1), v)  # [B, KV, G * T, D]
+    return out.reshape(b, kv, g, t, -1).transpose(0, 3, 1, 2, 4).reshape(b, t, -1)
 
 
 def prefix_lengths(capacity: int) -> list[int]:
