@@ -1,6 +1,6 @@
 """Target windows: the collator's `target_columns` cover every target of a row, and running the
-LM head only there gives the same completion log-probs, metrics, losses and gradients as
-running it at every column (DPO pairs, KTO with its mismatched rows, RRHF, chunked or not)."""
+LM head only there gives the same log-probs, metrics, losses and gradients as running it at
+every column (SFT, DPO pairs, KTO with its mismatched rows, RRHF, chunked or not)."""
 
 import jax
 import jax.numpy as jnp
@@ -10,10 +10,11 @@ import pytest
 
 from jalign.data.batching import target_columns, window_width
 from jalign.data.schemas import TARGET_COLUMNS
-from jalign.models import create_model, from_hf_dict
+from jalign.models import apply, create_model, from_hf_dict
 from jalign.train.objective import RunContext
 from jalign.train.objectives.completions import completion_logps
 from jalign.train.objectives.preference import PREFERENCE_OBJECTIVE
+from jalign.train.objectives.sft import SFT_OBJECTIVE
 
 CFG = from_hf_dict(
     dict(
@@ -160,3 +161,35 @@ def test_dpo_kto_and_rrhf_losses_and_gradients_are_unchanged_by_target_columns()
         jax.tree.map(
             lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), grad_a, grad_b
         )
+
+
+@pytest.mark.parametrize("normalization", ["token", "sequence"])
+def test_sft_loss_accuracy_and_gradient_are_unchanged_by_target_columns(normalization):
+    _, params = create_model(CFG, seed=3)
+    rows = right_padded_rows(7, 4) | {"example_mask": np.array([1, 1, 1, 0], np.float32)}
+    ctx = RunContext(
+        config=ml_collections.ConfigDict(
+            {"sft": {**SFT_OBJECTIVE.defaults, "loss_normalization": normalization}}
+        ),
+        graphdef=create_model(CFG)[0],
+        model_config=CFG,
+        mesh=None,
+        tokenizer=None,
+    )
+    step = jax.jit(jax.value_and_grad(SFT_OBJECTIVE.make_loss(ctx), has_aux=True))
+    rng = jax.random.key(0)
+    (loss_a, aux_a), grad_a = step(params, {}, rows, rng)
+    (loss_b, aux_b), grad_b = step(params, {}, windowed(rows), rng)
+    np.testing.assert_allclose(loss_a, loss_b, rtol=1e-5)
+    for key in ("accuracy", "nll", "tokens"):
+        np.testing.assert_allclose(aux_a["metrics"][key], aux_b["metrics"][key], rtol=1e-5)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), grad_a, grad_b
+    )
+    # Accuracy by hand: the argmax of the logits at t - 1 is the token at t, over real targets.
+    logits, _ = apply(
+        ctx.graphdef, params, rows["input_ids"], rows["positions"], rows["segment_ids"]
+    )
+    mask = rows["loss_mask"][:, 1:] * rows["example_mask"][:, None]
+    hits = np.asarray(logits)[:, :-1].argmax(-1) == rows["input_ids"][:, 1:]
+    assert float(aux_b["metrics"]["accuracy"]) == pytest.approx((hits * mask).sum() / mask.sum())

@@ -14,10 +14,10 @@ on the copies, so weighting per-row quantities by it makes the copies count noth
                     (one T for both), prompt_lengths int32 [B], example_mask [B]
     preference and unpaired batches carry record_index int32 [B]: each row's position in its
                     source file (keys per-record caches such as reference logprobs)
-    preference, unpaired and ranked rows carry target_columns int32 [.., W] (chosen_ and
-                    rejected_ for pairs, one W for both): per row, the W consecutive columns
-                    whose outputs predict its targets (`target_columns`), so the LM head runs
-                    on the completion only. W, a quarter step of T - 1, is one of 4 shapes.
+    every training batch carries target_columns int32 [.., W] (chosen_ and rejected_ for
+                    pairs, one W for both): per row, the W consecutive columns whose outputs
+                    predict its targets (`target_columns`), so the LM head runs there only.
+                    W, a quarter step of T - 1, is one of 4 shapes.
     ranked          input_ids, positions, segment_ids, loss_mask [B, k, T]; scores float32
                     [B, k]; example_mask [B]
     prompt          prompt_ids, prompt_positions, prompt_segment_ids int32 [B, P] (left-padded),
@@ -130,10 +130,10 @@ class Collator:
         if self.kind == RANKED:
             return self._ranked(examples)
         batch = self._rows(examples, prefix="")
+        (batch[TARGET_COLUMNS],) = target_columns([batch["loss_mask"]])
         if self.kind == UNPAIRED:
             batch["labels"] = np.array([e["labels"] for e in examples], dtype=bool)
             batch[RECORD_INDEX] = np.array([e[RECORD_INDEX] for e in examples], np.int32)
-            (batch[TARGET_COLUMNS],) = target_columns([batch["loss_mask"]])
         return batch
 
     def _rows(self, examples: list[dict[str, Any]], prefix: str, width: int | None = None):

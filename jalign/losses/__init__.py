@@ -38,7 +38,7 @@ from jalign.losses.preference import (
 )
 from jalign.losses.reward import bradley_terry_loss
 from jalign.losses.rrhf import rrhf_loss
-from jalign.losses.sft import SFT_NORMALIZATIONS, sft_loss, token_accuracy
+from jalign.losses.sft import SFT_NORMALIZATIONS, sft_loss
 
 __all__ = [
     "AGGREGATION_MODES",
@@ -74,7 +74,6 @@ __all__ = [
     "sft_loss",
     "shifted_entropy",
     "shifted_logprobs",
-    "token_accuracy",
     "token_entropy",
     "token_logprobs",
     "update_kl_coef",

@@ -47,19 +47,16 @@ def token_entropy(logits: jax.Array, temperature: float = 1.0) -> jax.Array:
 
 
 def shifted_logprobs(
-    logits: jax.Array, input_ids: jax.Array, temperature: float = 1.0, with_hits: bool = False
-) -> jax.Array | tuple[jax.Array, jax.Array]:
+    logits: jax.Array, input_ids: jax.Array, temperature: float = 1.0
+) -> jax.Array:
     """[B, T]: entry t = log p(input_ids[t] | input_ids[<t]) from logits[:, t-1]; entry 0 = 0.
 
     Multiply by `loss_mask` (same alignment) to keep only the targets. Every position of
     `logits` is reduced (the last one against a dummy target, then dropped), so the [B, T, V]
-    logits are never sliced or copied, nor their gradient padded. With `with_hits`, also
-    returns the shifted `token_logprobs` hits (entry 0 False).
+    logits are never sliced or copied, nor their gradient padded.
     """
     next_ids = jnp.concatenate([input_ids[:, 1:], input_ids[:, :1]], axis=1)
-    outs = token_logprobs(logits, next_ids, temperature, with_hits)
-    shift = lambda x: jnp.pad(x[:, :-1], ((0, 0), (1, 0)))  # noqa: E731
-    return tuple(map(shift, outs)) if with_hits else shift(outs)
+    return jnp.pad(token_logprobs(logits, next_ids, temperature)[:, :-1], ((0, 0), (1, 0)))
 
 
 def shifted_entropy(logits: jax.Array, temperature: float = 1.0) -> jax.Array:

@@ -1,4 +1,4 @@
-"""Supervised fine-tuning cross-entropy and next-token accuracy."""
+"""Supervised fine-tuning cross-entropy."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from jalign.errors import JalignError
 from jalign.losses.aggregation import aggregate
-from jalign.losses.logprobs import masked_mean, shifted_logprobs
+from jalign.losses.logprobs import masked_mean
 
 SFT_NORMALIZATIONS = ("token", "sequence")
 _AGGREGATION_OF = {"token": "token-mean", "sequence": "seq-mean-token-mean"}
@@ -21,8 +21,9 @@ def sft_loss(
 ) -> tuple[jax.Array, dict, jax.Array]:
     """Negative log-likelihood of the target tokens (maximum likelihood; Radford et al. 2018).
 
-    logps [B, T] are log p(input_ids[t] | <t) (see `shifted_logprobs`), mask [B, T] marks the
-    targets, example_mask [B] (optional) drops padding rows.
+    logps [B, N] are token log-probs and mask [B, N] marks the targets among them, in one
+    alignment (the columns of `shifted_logprobs`, or a window of target columns), example_mask
+    [B] (optional) drops padding rows.
 
     token:    L = -sum_it m_it log p_it / sum_it m_it       (every target token weighs the same)
     sequence: L = -(1/N) sum_i sum_t m_it log p_it / sum_t m_it   (every sequence weighs the
@@ -40,11 +41,3 @@ def sft_loss(
         mask = mask * example_mask.astype(jnp.float32)[:, None]
     loss, weight = aggregate(-logps, mask, _AGGREGATION_OF[normalization])
     return loss, {"nll": -masked_mean(logps, mask)}, weight
-
-
-def token_accuracy(logits: jax.Array, input_ids: jax.Array, mask: jax.Array) -> jax.Array:
-    """Fraction of target tokens t (mask [B, T]) where logits[:, t-1] rank input_ids[t] highest
-    (argmax == target; a tie for the top counts as a hit). From the same pass over the logits
-    as `shifted_logprobs(..., with_hits=True)`."""
-    _, hits = shifted_logprobs(logits, input_ids, with_hits=True)
-    return masked_mean(hits.astype(jnp.float32), mask.astype(jnp.float32))

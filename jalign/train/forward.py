@@ -39,6 +39,28 @@ def sequence_logprobs(
     return shifted_logprobs(logits, ids, temperature), (logits if with_logits else None)
 
 
+def target_hidden(
+    graphdef: nnx.GraphDef, params: Any, rows: dict
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(hidden [N, W, D], targets [N, W], mask [N, W]): the final hidden states at the columns
+    that predict target tokens, aligned with those tokens and their loss mask, ready for the head.
+
+    With `target_columns` [N, W] in the rows (the collator adds them: `jalign.data.batching`),
+    those W columns of each row; without, every column but the last. A prompt's columns need
+    hidden states (the targets attend to them) but no logits, so the LM head and log-softmax
+    then run on W columns instead of T.
+    """
+    ids, mask = rows["input_ids"], rows["loss_mask"]
+    hidden, _ = apply(
+        graphdef, params, ids, rows["positions"], rows["segment_ids"], return_hidden=True
+    )
+    columns = rows.get(TARGET_COLUMNS)
+    if columns is None or columns.shape[1] == ids.shape[1] - 1:  # a full window starts at 0
+        return hidden[:, :-1], ids[:, 1:], mask[:, 1:]
+    take = lambda x, c: jnp.take_along_axis(x, c, axis=1)  # noqa: E731
+    return take(hidden, columns[..., None]), take(ids, columns + 1), take(mask, columns + 1)
+
+
 def paired(batch: dict) -> dict:
     """chosen_* and rejected_* [B, T] -> one [2B, T] batch (chosen rows first), with the
     `target_columns` [B, W] too when the batch has them."""

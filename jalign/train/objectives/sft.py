@@ -5,9 +5,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from jalign.data import SFT
-from jalign.losses import masked_mean, sft_loss, shifted_logprobs
-from jalign.models import apply
-from jalign.train.forward import sequence_logprobs
+from jalign.losses import chunked_token_logprobs, masked_mean, sft_loss, token_logprobs
+from jalign.models import project
+from jalign.train.forward import target_hidden
 from jalign.train.objective import Objective, RunContext
 from jalign.train.state import LossFn
 
@@ -21,15 +21,15 @@ def make_sft_loss(ctx: RunContext, section: str = "sft") -> LossFn:
 
     def loss_fn(params, frozen, batch, rng):
         del frozen, rng
-        mask = batch["loss_mask"] * batch["example_mask"][:, None]
+        hidden, targets, mask = target_hidden(ctx.graphdef, params, batch)
+        mask = mask * batch["example_mask"][:, None]
+        unembed = lambda h: project(ctx.graphdef, params, h)  # noqa: E731
         hits = None
         if chunk > 0:
-            logps, _ = sequence_logprobs(ctx.graphdef, params, batch, chunk)
+            logps = chunked_token_logprobs(hidden, unembed, targets, chunk)
         else:
             # One pass over the logits gives both the log-probs and the accuracy.
-            ids = batch["input_ids"]
-            logits, _ = apply(ctx.graphdef, params, ids, batch["positions"], batch["segment_ids"])
-            logps, hits = shifted_logprobs(logits, ids, with_hits=True)
+            logps, hits = token_logprobs(unembed(hidden), targets, with_hits=True)
         loss, metrics, weight = sft_loss(logps, mask, normalization)
         if hits is not None:
             metrics["accuracy"] = masked_mean(hits.astype(jnp.float32), mask)
