@@ -2,8 +2,10 @@
 batch, lengths and optimizer, fp32, measured in one run. Two trainers (`--trainer`, both by
 default):
 
-- sft: jalign's SFT objective vs TRL's `SFTTrainer`, on token rows with a full-sequence
-  next-token loss (every token but the first is a target);
+- sft: jalign's SFT objective vs TRL's `SFTTrainer` (`completion_only_loss=True` with a
+  `completion_mask` column), on token rows with two losses: full-sequence (prompt 1: every token
+  but the first is a target) and completion-only after a 64-token prompt (TRL's default for
+  prompt-completion data);
 - dpo: jalign's DPO objective (`jalign.train.objectives.preference`, sigmoid loss, beta 0.1,
   live reference = a frozen copy of the initial params in the train state; the batches carry
   the `target_columns` jalign's collator adds, so its LM head runs on the completions only) vs
@@ -111,8 +113,6 @@ class TrainerKind:
     objective / settings: jalign's objective and the overrides of its config defaults.
     unit: one batch element (a row, or a pair of rows). prefixes: jalign's batch key prefix of
     each row of an element. reference: whether a frozen reference model runs forward each step.
-    windowed: whether jalign's collator gives its batches `target_columns` (the objectives that
-    read completions run the LM head on those columns only).
     check: the jalign metric compared on the first batch; `check_of` computes it from the
     per-token target log-probs [elements, targets] of each element's first row.
     """
@@ -122,19 +122,17 @@ class TrainerKind:
     unit: str
     prefixes: tuple[str, ...]
     reference: bool
-    windowed: bool
     check: str
     check_of: Callable[[torch.Tensor], torch.Tensor]
 
 
 TRAINERS = {
-    "sft": TrainerKind(SFT_OBJECTIVE, {}, "row", ("",), False, False, "loss", lambda t: -t.mean()),
+    "sft": TrainerKind(SFT_OBJECTIVE, {}, "row", ("",), False, "loss", lambda t: -t.mean()),
     "dpo": TrainerKind(
         PREFERENCE_OBJECTIVE,
         {"loss_type": "sigmoid", "beta": DPO_BETA, "reference": "live"},
         "pair",
         ("chosen_", "rejected_"),
-        True,
         True,
         "logps/chosen",
         lambda t: t.sum(1).mean(),
@@ -190,11 +188,9 @@ def jalign_batch(ids: np.ndarray, run: Run) -> dict[str, np.ndarray]:
             f"{prefix}segment_ids": np.ones((b, t), np.int32),
             f"{prefix}loss_mask": loss_mask,
         }
-    if run.kind.windowed:
-        columns = target_columns([loss_mask] * len(run.kind.prefixes))
-        batch |= {
-            f"{p}{TARGET_COLUMNS}": c for p, c in zip(run.kind.prefixes, columns, strict=True)
-        }
+    # As jalign's collator does: the columns whose logits the loss reads.
+    columns = target_columns([loss_mask] * len(run.kind.prefixes))
+    batch |= {f"{p}{TARGET_COLUMNS}": c for p, c in zip(run.kind.prefixes, columns, strict=True)}
     return batch
 
 
@@ -261,6 +257,12 @@ def transformers_check(model: torch.nn.Module, ids: np.ndarray, run: Run) -> flo
     return float(run.kind.check_of(targets))
 
 
+def completion_mask(run: Run) -> list[list[int]]:
+    """TRL's `completion_mask` column: 0 on each row's first `run.prompt` tokens."""
+    rows = (run.warmup + run.timed) * run.batch
+    return [[0] * run.prompt + [1] * (run.seq - run.prompt)] * rows
+
+
 def trl_trainer(
     run: Run, model: torch.nn.Module, ids: np.ndarray, out: str, tokenizer_folder: str
 ) -> Trainer:
@@ -284,8 +286,10 @@ def trl_trainer(
     if run.trainer == "sft":
         return SFTTrainer(
             model=model,
-            args=SFTConfig(**common, packing=False, completion_only_loss=False),
-            train_dataset=datasets.Dataset.from_dict({"input_ids": ids[:, 0].tolist()}),
+            args=SFTConfig(**common, packing=False, completion_only_loss=True),
+            train_dataset=datasets.Dataset.from_dict(
+                {"input_ids": ids[:, 0].tolist(), "completion_mask": completion_mask(run)}
+            ),
             processing_class=tokenizer,
         )
     args = DPOConfig(
@@ -340,7 +344,7 @@ def step_flops(cfg: ModelConfig, n_params: int, run: Run) -> float:
     passes = 3 + int(run.kind.reference)
     rows = run.batch * len(run.kind.prefixes)
     head = cfg.vocab_size * cfg.hidden_size
-    head_positions = rows * (run.seq - run.prompt if run.kind.windowed else run.seq)
+    head_positions = rows * (run.seq - run.prompt)
     attention = 4 * cfg.num_layers * rows * run.seq**2 * cfg.num_heads * cfg.head_dim
     return passes * (2 * (n_params - head) * run.tokens + 2 * head * head_positions + attention)
 
@@ -371,12 +375,16 @@ def bench(run: Run, peak: float, tokenizer_folder: str) -> None:
 
 
 def runs(trainer: str, quick: bool, demo_folder: str, smollm_folder: str) -> list[Run]:
-    """The demo-size model (SFT: rows of 128 tokens; DPO: pairs of a 64-token prompt and two
-    64-token completions), and SmolLM2-135M unless quick."""
-    prompt = 1 if trainer == "sft" else 64
-    out = [Run("demo-size llama", demo_folder, trainer, 8, 128, prompt, 3, 4 if quick else 20)]
+    """Rows of 128 tokens on the demo-size model, and on SmolLM2-135M unless quick. SFT: a
+    full-sequence loss (prompt 1), then a completion-only loss after a 64-token prompt; DPO: pairs
+    of a 64-token prompt and two 64-token completions."""
+    prompts = (1, 64) if trainer == "sft" else (64,)
+    out = [
+        Run("demo-size llama", demo_folder, trainer, 8, 128, p, 3, 4 if quick else 20)
+        for p in prompts
+    ]
     if not quick:
-        out.append(Run("SmolLM2-135M", smollm_folder, trainer, 4, 128, prompt, 2, 6))
+        out += [Run("SmolLM2-135M", smollm_folder, trainer, 4, 128, p, 2, 6) for p in prompts]
     return out
 
 
