@@ -7,26 +7,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from tiny_runs import TINY_LLAMA
 
 from jalign.data.batching import target_columns, window_width
 from jalign.data.schemas import TARGET_COLUMNS
-from jalign.models import apply, create_model, from_hf_dict
+from jalign.models import apply, create_model
 from jalign.train.objective import RunContext
 from jalign.train.objectives.completions import completion_logps
 from jalign.train.objectives.preference import PREFERENCE_OBJECTIVE
 from jalign.train.objectives.sft import SFT_OBJECTIVE
 
-CFG = from_hf_dict(
-    dict(
-        model_type="llama",
-        vocab_size=32,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-    )
-)
+CFG = TINY_LLAMA
 T = 16
 
 
@@ -97,16 +88,17 @@ def test_completion_logps_and_gradient_are_those_of_every_column(chunk):
     )
 
 
-def objective_loss(**settings):
-    section = {**PREFERENCE_OBJECTIVE.defaults, **settings}
+def objective_loss(objective, **settings):
+    """The objective's jitted value-and-grad loss with its defaults overridden by `settings`."""
+    section = {**objective.defaults, **settings}
     ctx = RunContext(
-        config=ml_collections.ConfigDict({"dpo": section}),
+        config=ml_collections.ConfigDict({objective.name: section}),
         graphdef=create_model(CFG)[0],
         model_config=CFG,
         mesh=None,
         tokenizer=None,
     )
-    return jax.jit(jax.value_and_grad(PREFERENCE_OBJECTIVE.make_loss(ctx), has_aux=True))
+    return jax.jit(jax.value_and_grad(objective.make_loss(ctx), has_aux=True))
 
 
 def pair_batch() -> dict:
@@ -148,7 +140,7 @@ def test_dpo_kto_and_rrhf_losses_and_gradients_are_unchanged_by_target_columns()
     ]
     rng = jax.random.key(0)
     for loss_type, plain, with_columns in cases:
-        step = objective_loss(loss_type=loss_type)
+        step = objective_loss(PREFERENCE_OBJECTIVE, loss_type=loss_type)
         (loss_a, aux_a), grad_a = step(params, frozen, plain, rng)
         (loss_b, aux_b), grad_b = step(params, frozen, with_columns, rng)
         assert np.isfinite(float(loss_a)) and float(loss_a) != 0.0
@@ -165,18 +157,9 @@ def test_dpo_kto_and_rrhf_losses_and_gradients_are_unchanged_by_target_columns()
 
 @pytest.mark.parametrize("normalization", ["token", "sequence"])
 def test_sft_loss_accuracy_and_gradient_are_unchanged_by_target_columns(normalization):
-    _, params = create_model(CFG, seed=3)
+    graphdef, params = create_model(CFG, seed=3)
     rows = right_padded_rows(7, 4) | {"example_mask": np.array([1, 1, 1, 0], np.float32)}
-    ctx = RunContext(
-        config=ml_collections.ConfigDict(
-            {"sft": {**SFT_OBJECTIVE.defaults, "loss_normalization": normalization}}
-        ),
-        graphdef=create_model(CFG)[0],
-        model_config=CFG,
-        mesh=None,
-        tokenizer=None,
-    )
-    step = jax.jit(jax.value_and_grad(SFT_OBJECTIVE.make_loss(ctx), has_aux=True))
+    step = objective_loss(SFT_OBJECTIVE, loss_normalization=normalization)
     rng = jax.random.key(0)
     (loss_a, aux_a), grad_a = step(params, {}, rows, rng)
     (loss_b, aux_b), grad_b = step(params, {}, windowed(rows), rng)
@@ -187,9 +170,7 @@ def test_sft_loss_accuracy_and_gradient_are_unchanged_by_target_columns(normaliz
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), grad_a, grad_b
     )
     # Accuracy by hand: the argmax of the logits at t - 1 is the token at t, over real targets.
-    logits, _ = apply(
-        ctx.graphdef, params, rows["input_ids"], rows["positions"], rows["segment_ids"]
-    )
+    logits, _ = apply(graphdef, params, rows["input_ids"], rows["positions"], rows["segment_ids"])
     mask = rows["loss_mask"][:, 1:] * rows["example_mask"][:, None]
     hits = np.asarray(logits)[:, :-1].argmax(-1) == rows["input_ids"][:, 1:]
     assert float(aux_b["metrics"]["accuracy"]) == pytest.approx((hits * mask).sum() / mask.sum())

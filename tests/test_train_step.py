@@ -5,8 +5,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from tiny_runs import TINY_LLAMA
 
-from jalign.models import apply, create_model, from_hf_dict
+from jalign.models import apply, create_model
 from jalign.train.optimizer import (
     OptimizerConfig,
     clip_by_global_norm,
@@ -15,17 +16,7 @@ from jalign.train.optimizer import (
 )
 from jalign.train.state import init_train_state, make_train_step
 
-CFG = from_hf_dict(
-    dict(
-        model_type="llama",
-        vocab_size=32,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-    )
-)
+CFG = TINY_LLAMA
 
 
 def _token_mean_ce(graphdef):

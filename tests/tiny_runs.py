@@ -1,4 +1,5 @@
-"""Configs and data of the short trainer runs tests make on the random-init demo model."""
+"""Configs and data of the short trainer runs tests make on the random-init demo model, and the
+one-layer Llama config of the step-level tests."""
 
 from __future__ import annotations
 
@@ -10,6 +11,20 @@ import ml_collections
 from jalign.demo import paths
 from jalign.demo.build import DatasetSizes, demo_datasets
 from jalign.demo.run import stage_config
+from jalign.models import from_hf_dict
+
+# A one-layer Llama (vocab 32, hidden 16, GQA 2:1) for tests of single steps and losses.
+TINY_LLAMA = from_hf_dict(
+    dict(
+        model_type="llama",
+        vocab_size=32,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
+)
 
 
 def tiny_dpo_config(
