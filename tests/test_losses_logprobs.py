@@ -11,7 +11,7 @@ from losses_reference import numeric_grad
 from jalign.errors import JalignError
 from jalign.losses import (
     aggregate,
-    chunked_shifted_logprobs,
+    chunked_token_logprobs,
     masked_mean,
     masked_sum,
     sft_loss,
@@ -65,21 +65,22 @@ def test_token_logprobs_gradient_is_softmax_minus_one_hot():
 
 @pytest.mark.parametrize("chunk_size", [2, 3])  # T - 1 = 4 positions: exact split / padded
 def test_chunked_equals_plain_values_and_gradients(chunk_size):
-    hidden = jnp.asarray(RNG.normal(size=(2, 5, 3)), jnp.float32)
+    hidden = jnp.asarray(RNG.normal(size=(2, 4, 3)), jnp.float32)
     w = jnp.asarray(RNG.normal(size=(3, 7)), jnp.float32)
-    mask = jnp.asarray([[0, 1, 1, 1, 0], [0, 0, 1, 1, 1]], jnp.float32)
+    targets = jnp.asarray(IDS[:, 1:])
+    mask = jnp.asarray([[1, 1, 1, 0], [0, 1, 1, 1]], jnp.float32)
 
     def plain(h, w):
-        return jnp.sum(shifted_logprobs(h @ w, IDS, 1.3) * mask)
+        return jnp.sum(token_logprobs(h @ w, targets, 1.3) * mask)
 
     def chunked(h, w):
-        return jnp.sum(chunked_shifted_logprobs(h, lambda x: x @ w, IDS, chunk_size, 1.3) * mask)
+        return jnp.sum(chunked_token_logprobs(h, lambda x: x @ w, targets, chunk_size, 1.3) * mask)
 
-    logps, entropy = chunked_shifted_logprobs(
-        hidden, lambda x: x @ w, IDS, chunk_size, 1.3, with_entropy=True
+    logps, entropy = chunked_token_logprobs(
+        hidden, lambda x: x @ w, targets, chunk_size, 1.3, with_entropy=True
     )
-    np.testing.assert_allclose(logps, shifted_logprobs(hidden @ w, IDS, 1.3), atol=1e-5)
-    np.testing.assert_allclose(entropy, shifted_entropy(hidden @ w, 1.3), atol=1e-5)
+    np.testing.assert_allclose(logps, token_logprobs(hidden @ w, targets, 1.3), atol=1e-5)
+    np.testing.assert_allclose(entropy, token_entropy(hidden @ w, 1.3), atol=1e-5)
     g_plain = jax.grad(plain, argnums=(0, 1))(hidden, w)
     g_chunk = jax.jit(jax.grad(chunked, argnums=(0, 1)))(hidden, w)
     for a, b in zip(g_plain, g_chunk, strict=True):
@@ -96,7 +97,7 @@ def test_shifted_entropy_alignment():
 
 def test_chunked_rejects_bad_chunk_size():
     with pytest.raises(JalignError, match="chunk_size"):
-        chunked_shifted_logprobs(jnp.zeros((1, 3, 2)), lambda h: h, jnp.zeros((1, 3), int), 0)
+        chunked_token_logprobs(jnp.zeros((1, 3, 2)), lambda h: h, jnp.zeros((1, 3), int), 0)
 
 
 def test_token_entropy_uniform_and_masked_vocab():

@@ -27,7 +27,7 @@ CFG = from_hf_dict(
 
 def _loss(graphdef):
     def loss_fn(params, frozen, batch, rng):
-        logps, _ = sequence_logprobs(graphdef, params, batch)
+        logps = sequence_logprobs(graphdef, params, batch)
         loss, metrics, weight = sft_loss(logps, batch["loss_mask"])
         return loss, {"metrics": metrics, "weight": weight}
 

@@ -30,7 +30,7 @@ from jalign.train.forward import sequence_logprobs
 
 @functools.partial(jax.jit, static_argnums=0)
 def _completion_logprob_sums(graphdef: nnx.GraphDef, params, batch: dict, temperature):
-    logps, _ = sequence_logprobs(graphdef, params, batch, temperature=temperature)
+    logps = sequence_logprobs(graphdef, params, batch, temperature=temperature)
     return (logps * batch["loss_mask"]).sum(axis=1)
 
 

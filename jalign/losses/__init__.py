@@ -20,7 +20,6 @@ from jalign.losses.kl import (
 )
 from jalign.losses.kto import KTOLossConfig, kto_loss
 from jalign.losses.logprobs import (
-    chunked_shifted_logprobs,
     chunked_token_logprobs,
     masked_mean,
     masked_sum,
@@ -53,7 +52,6 @@ __all__ = [
     "PreferenceLossConfig",
     "aggregate",
     "bradley_terry_loss",
-    "chunked_shifted_logprobs",
     "chunked_token_logprobs",
     "explained_variance",
     "gae",

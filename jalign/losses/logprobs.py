@@ -103,25 +103,6 @@ def chunked_token_logprobs(
     return outs if with_entropy else outs[0]
 
 
-def chunked_shifted_logprobs(
-    hidden: jax.Array,
-    unembed: Callable[[jax.Array], jax.Array],
-    input_ids: jax.Array,
-    chunk_size: int,
-    temperature: float = 1.0,
-    with_entropy: bool = False,
-) -> jax.Array | tuple[jax.Array, jax.Array]:
-    """`shifted_logprobs(unembed(hidden), input_ids)` (and, with `with_entropy`,
-    `shifted_entropy`) computed chunk by chunk: see `chunked_token_logprobs`. hidden [B, T, D]
-    are the final hidden states; the last position predicts nothing and is never unembedded.
-    """
-    outs = chunked_token_logprobs(
-        hidden[:, :-1], unembed, input_ids[:, 1:], chunk_size, temperature, with_entropy
-    )
-    shift = lambda x: jnp.pad(x, ((0, 0), (1, 0)))  # noqa: E731
-    return tuple(map(shift, outs)) if with_entropy else shift(outs)
-
-
 def masked_sum(values: jax.Array, mask: jax.Array, axis: int | None = None) -> jax.Array:
     """sum(values * mask) over `axis` (all axes when None); e.g. axis=1 gives sequence logps.
 

@@ -65,7 +65,7 @@ def make_policy_loss(graphdef: nnx.GraphDef, rl: ml_collections.ConfigDict) -> L
         ptx_metrics = {}
         if rl.ptx_coef > 0:
             ptx = {key: batch[f"ptx_{key}"] for key in SEQUENCE_KEYS}
-            ptx_logps, _ = sequence_logprobs(graphdef, params, ptx)
+            ptx_logps = sequence_logprobs(graphdef, params, ptx)
             ptx_loss, _, _ = sft_loss(ptx_logps, ptx["loss_mask"])
             loss = loss + rl.ptx_coef * ptx_loss
             ptx_metrics["loss/ptx"] = ptx_loss

@@ -10,33 +10,21 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jalign.data.schemas import TARGET_COLUMNS
-from jalign.losses import chunked_shifted_logprobs, last_token_index, shifted_logprobs
-from jalign.models import apply, project
+from jalign.losses import last_token_index, shifted_logprobs
+from jalign.models import apply
 
 SEQUENCE_KEYS = ("input_ids", "positions", "segment_ids", "loss_mask")
 ROW_KEYS = (*SEQUENCE_KEYS, TARGET_COLUMNS)  # a training row's arrays; the last is optional
 
 
 def sequence_logprobs(
-    graphdef: nnx.GraphDef,
-    params: Any,
-    batch: dict,
-    chunk: int = 0,
-    with_logits: bool = False,
-    temperature: float = 1.0,
-) -> tuple[jax.Array, jax.Array | None]:
-    """log p(input_ids[t] | input_ids[<t]) for every t ([B, T], entry 0 is 0), and the logits.
-
-    With `chunk > 0` the logits are produced and reduced chunk by chunk over the sequence, so no
-    [B, T, V] float32 tensor exists at once (the head is re-applied in the backward pass).
-    """
-    ids, pos, seg = batch["input_ids"], batch["positions"], batch["segment_ids"]
-    if chunk > 0:
-        hidden, _ = apply(graphdef, params, ids, pos, seg, return_hidden=True)
-        unembed = lambda h: project(graphdef, params, h)  # noqa: E731
-        return chunked_shifted_logprobs(hidden, unembed, ids, chunk, temperature), None
-    logits, _ = apply(graphdef, params, ids, pos, seg)
-    return shifted_logprobs(logits, ids, temperature), (logits if with_logits else None)
+    graphdef: nnx.GraphDef, params: Any, batch: dict, temperature: float = 1.0
+) -> jax.Array:
+    """log p(input_ids[t] | input_ids[<t]) for every t ([B, T], entry 0 is 0), the LM head
+    applied at every position (see `target_hidden` for the columns a loss reads)."""
+    ids = batch["input_ids"]
+    logits, _ = apply(graphdef, params, ids, batch["positions"], batch["segment_ids"])
+    return shifted_logprobs(logits, ids, temperature)
 
 
 def target_hidden(
