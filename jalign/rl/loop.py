@@ -45,7 +45,7 @@ from jalign.rl.schema import check_sizes
 from jalign.rl.setup import FrozenParams, cast_frozen, reward_sources, value_model
 from jalign.sampling import PromptBatch, SamplingParams, generate
 from jalign.sharding import batch_sharding, make_mesh, shard_batch
-from jalign.train.forward import SEQUENCE_KEYS
+from jalign.train.forward import ROW_KEYS
 from jalign.train.loop import data_config
 from jalign.train.model_setup import (
     LoadedModel,
@@ -275,7 +275,7 @@ class RLRun:
         policy_keys = ("input_ids", "positions", "segment_ids", "completion_mask")
         policy_keys += ("old_logp", "ref_logp", "advantages", "kl_coef", "on_policy")
         if self.ptx is not None:
-            policy_keys += tuple(f"ptx_{k}" for k in SEQUENCE_KEYS)
+            policy_keys += tuple(f"ptx_{k}" for k in ROW_KEYS)
         value_keys = (*policy_keys[:4], "old_values", "returns")
         for epoch in range(self.rl.epochs):
             order = self._order(iteration, epoch)
@@ -286,7 +286,7 @@ class RLRun:
                 minibatch["on_policy"] = np.full((mb,), first, np.float32)
                 if self.ptx is not None:
                     sft = next(self.ptx)
-                    minibatch.update({f"ptx_{k}": sft[k] for k in SEQUENCE_KEYS})
+                    minibatch.update({f"ptx_{k}": sft[k] for k in ROW_KEYS})
                 take = lambda keys, mb=minibatch: self.put({k: mb[k] for k in keys})  # noqa: E731
                 self.policy.state, metrics = self.policy.step(self.policy.state, take(policy_keys))
                 metrics = {"policy/grad_norm": metrics.pop("grad_norm"), **metrics}
