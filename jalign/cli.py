@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from jalign.errors import JalignError
-from jalign.runtime import configure_xla_flags, restart_with_huge_pages
+from jalign.runtime import configure_xla_flags, prepare_command_process
 
 TRAINERS = ("sft", "rm", "dpo", "rft")
 RL_TRAINERS = ("ppo", "grpo")
@@ -280,8 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:  # the `jalign` command itself (not a call from Python code)
-        restart_with_huge_pages()
-    configure_xla_flags()
+        prepare_command_process()
+    else:
+        configure_xla_flags()
     argv = list(sys.argv[1:] if argv is None else argv)
     rest, overrides = _split_overrides(argv)
     parser = build_parser()

@@ -59,3 +59,10 @@ def restart_with_huge_pages() -> None:
         return
     env = {**os.environ, "GLIBC_TUNABLES": HUGE_PAGES_TUNABLE}
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+
+
+def prepare_command_process() -> None:
+    """What a jalign command (the `jalign` CLI, `python -m jalign.demo.run`, the benchmarks'
+    jalign side) applies before any JAX work: the huge-page restart, then the XLA flags."""
+    restart_with_huge_pages()
+    configure_xla_flags()

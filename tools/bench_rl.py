@@ -63,7 +63,6 @@ import torch
 from bench_train import TRL_CPU_FP32_QUIET
 from peer_process import (
     PEER_FLAG,
-    enter_jalign_environment,
     measure_peer,
     quiet_peer_libraries,
     report_peer,
@@ -80,6 +79,7 @@ from trl import GRPOConfig, GRPOTrainer
 from jalign.demo import paths, sample_prompts
 from jalign.rl.loop import RLRun
 from jalign.rl.schema import rl_schema
+from jalign.runtime import prepare_command_process
 
 LEARNING_RATE = 1e-5
 KL_COEF = 0.05
@@ -273,7 +273,7 @@ def main() -> None:
         )
         report_peer(dataclasses.asdict(result))
         return
-    enter_jalign_environment()  # TRL runs in a child process without the huge-page restart
+    prepare_command_process()  # TRL runs in a child process without the huge-page restart
     print(
         f"{os.cpu_count()} CPUs, GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES')}, "
         f"load average {os.getloadavg()[0]:.2f} (other processes skew "

@@ -63,7 +63,6 @@ import torch
 from bench_generate import demo_size_folder, measure_matmul_peak
 from peer_process import (
     PEER_FLAG,
-    enter_jalign_environment,
     measure_peer,
     quiet_peer_libraries,
     report_peer,
@@ -81,6 +80,7 @@ from jalign.data.batching import target_columns
 from jalign.data.schemas import TARGET_COLUMNS
 from jalign.interop import load_hf_model, smollm2_hf_folder
 from jalign.models import ModelConfig
+from jalign.runtime import prepare_command_process
 from jalign.train.objective import Objective, RunContext
 from jalign.train.objectives.preference import PREFERENCE_OBJECTIVE
 from jalign.train.objectives.sft import SFT_OBJECTIVE
@@ -406,7 +406,7 @@ def main() -> None:
         run = Run(**request["run"])
         report_peer({"result": bench_trl(run, request["vocab"], request["tok"])})
         return
-    enter_jalign_environment()  # TRL runs in a child process without the huge-page restart
+    prepare_command_process()  # TRL runs in a child process without the huge-page restart
     peak = measure_matmul_peak()
     print(
         f"machine: {peak / 1e9:.1f} GFLOP/s fp32 matmul, {os.cpu_count()} CPUs, "

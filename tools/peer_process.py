@@ -19,8 +19,6 @@ import datasets
 import torch
 import transformers
 
-from jalign.runtime import configure_xla_flags, restart_with_huge_pages
-
 PEER_FLAG = "--peer"  # the hidden argument a benchmark script takes to measure only its peer
 
 
@@ -51,10 +49,3 @@ def quiet_peer_libraries() -> None:
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     datasets.disable_progress_bars()
-
-
-def enter_jalign_environment() -> None:
-    """What the `jalign` command applies before any JAX work: the huge-page restart, then
-    jalign's XLA flags. The peer's child process (`measure_peer`) runs without the restart."""
-    restart_with_huge_pages()
-    configure_xla_flags()

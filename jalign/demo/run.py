@@ -25,7 +25,7 @@ from jalign.demo.task import gold_reward_fn
 from jalign.eval.rollouts import score_policy
 from jalign.interop import load_hf_model
 from jalign.models import create_model, load_hf_config
-from jalign.runtime import configure_xla_flags, restart_with_huge_pages
+from jalign.runtime import prepare_command_process
 from jalign.sampling import SamplingParams
 from jalign.train.trainers import objectives, trainer_schema
 
@@ -202,8 +202,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/demo", type=Path)
     parser.add_argument("--quick", action="store_true", help="the short run the tests use")
     args = parser.parse_args()
-    restart_with_huge_pages()
-    configure_xla_flags()
+    prepare_command_process()
     summary = run_demo(args.out, DemoScale.quick() if args.quick else DemoScale())
     print(format_table(summary["table"]))
     print(f"SFT held-out loss: {summary['sft_eval_loss']:.4f}")
