@@ -31,11 +31,9 @@ from jalign.losses import (
     ppo_policy_loss,
     ppo_value_loss,
     sft_loss,
-    token_logprobs,
 )
-from jalign.models import project
 from jalign.rl.forward import policy_logprobs, token_values
-from jalign.train.forward import row_keys, target_hidden
+from jalign.train.forward import row_keys, target_logprobs
 from jalign.train.state import LossFn
 
 
@@ -67,9 +65,8 @@ def make_policy_loss(graphdef: nnx.GraphDef, rl: ml_collections.ConfigDict) -> L
         ptx_metrics = {}
         if rl.ptx_coef > 0:
             ptx = {key: batch[f"ptx_{key}"] for key in row_keys(batch, "ptx_")}
-            hidden, targets, ptx_mask = target_hidden(graphdef, params, ptx)
-            ptx_logps = token_logprobs(project(graphdef, params, hidden), targets)
-            ptx_loss, _, _ = sft_loss(ptx_logps, ptx_mask)
+            ptx_out = target_logprobs(graphdef, params, ptx)
+            ptx_loss, _, _ = sft_loss(ptx_out.logps, ptx_out.mask)
             loss = loss + rl.ptx_coef * ptx_loss
             ptx_metrics["loss/ptx"] = ptx_loss
         log_ratio = (logp - old_logp) * mask

@@ -3,15 +3,20 @@ one concatenated call, and scalar heads read at each sequence's last real token.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from jalign.data.schemas import TARGET_COLUMNS
-from jalign.losses import last_token_index, shifted_logprobs
-from jalign.models import apply
+from jalign.losses import (
+    chunked_token_logprobs,
+    last_token_index,
+    shifted_logprobs,
+    token_logprobs,
+)
+from jalign.models import apply, project
 
 SEQUENCE_KEYS = ("input_ids", "positions", "segment_ids", "loss_mask")
 ROW_KEYS = (*SEQUENCE_KEYS, TARGET_COLUMNS)  # a training row's arrays; the last is optional
@@ -21,22 +26,33 @@ def sequence_logprobs(
     graphdef: nnx.GraphDef, params: Any, batch: dict, temperature: float = 1.0
 ) -> jax.Array:
     """log p(input_ids[t] | input_ids[<t]) for every t ([B, T], entry 0 is 0), the LM head
-    applied at every position (see `target_hidden` for the columns a loss reads)."""
+    applied at every position (see `target_logprobs` for the columns a loss reads)."""
     ids = batch["input_ids"]
     logits, _ = apply(graphdef, params, ids, batch["positions"], batch["segment_ids"])
     return shifted_logprobs(logits, ids, temperature)
 
 
-def target_hidden(
-    graphdef: nnx.GraphDef, params: Any, rows: dict
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(hidden [N, W, D], targets [N, W], mask [N, W]): the final hidden states at the columns
-    that predict target tokens, aligned with those tokens and their loss mask, ready for the head.
+class TargetLogprobs(NamedTuple):
+    """Per target column [N, W] (see `target_logprobs`): log-probs of the tokens predicted there,
+    their loss mask, and, when not chunked, the logits [N, W, V] and whether each target is
+    the top-ranked token (`token_logprobs`' hits, for token accuracy)."""
+
+    logps: jax.Array
+    mask: jax.Array
+    logits: jax.Array | None
+    hits: jax.Array | None
+
+
+def target_logprobs(
+    graphdef: nnx.GraphDef, params: Any, rows: dict, chunk: int = 0
+) -> TargetLogprobs:
+    """log p(target | context) at the columns that predict target tokens.
 
     With `target_columns` [N, W] in the rows (the collator adds them: `jalign.data.batching`),
     those W columns of each row; without, every column but the last. A prompt's columns need
     hidden states (the targets attend to them) but no logits, so the LM head and log-softmax
-    then run on W columns instead of T.
+    run on W columns instead of T. `chunk > 0` computes them in chunks of the window (no
+    [N, W, V] float32 tensor at once; see `jalign.losses.chunked_token_logprobs`).
     """
     ids, mask = rows["input_ids"], rows["loss_mask"]
     hidden, _ = apply(
@@ -44,9 +60,22 @@ def target_hidden(
     )
     columns = rows.get(TARGET_COLUMNS)
     if columns is None or columns.shape[1] == ids.shape[1] - 1:  # a full window starts at 0
-        return hidden[:, :-1], ids[:, 1:], mask[:, 1:]
-    take = lambda x, c: jnp.take_along_axis(x, c, axis=1)  # noqa: E731
-    return take(hidden, columns[..., None]), take(ids, columns + 1), take(mask, columns + 1)
+        hidden, targets, mask = hidden[:, :-1], ids[:, 1:], mask[:, 1:]
+    else:
+        take = lambda x, c: jnp.take_along_axis(x, c, axis=1)  # noqa: E731
+        hidden, targets, mask = (
+            take(hidden, columns[..., None]),
+            take(ids, columns + 1),
+            take(mask, columns + 1),
+        )
+    unembed = lambda h: project(graphdef, params, h)  # noqa: E731
+    if chunk > 0:
+        return TargetLogprobs(
+            chunked_token_logprobs(hidden, unembed, targets, chunk), mask, None, None
+        )
+    logits = unembed(hidden)
+    logps, hits = token_logprobs(logits, targets, with_hits=True)
+    return TargetLogprobs(logps, mask, logits, hits)
 
 
 def paired(batch: dict) -> dict:

@@ -5,7 +5,7 @@ Rows are right-padded training rows (`input_ids`, `positions`, `segment_ids`, `l
 completion, log pi(y | x) = sum_t mask_t log p(y_t | x, y_<t).
 
 The LM head and the log-softmax run only at the rows' `target_columns` when they have them
-(see `jalign.train.forward.target_hidden`).
+(see `jalign.train.forward.target_logprobs`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jalign.losses import chunked_token_logprobs, masked_mean, masked_sum, token_logprobs
-from jalign.models import project
-from jalign.train.forward import target_hidden
+from jalign.losses import masked_mean, masked_sum
+from jalign.train.forward import target_logprobs
 
 
 class CompletionLogps(NamedTuple):
@@ -33,15 +32,11 @@ class CompletionLogps(NamedTuple):
 def completion_logps(
     graphdef: nnx.GraphDef, params: Any, rows: dict, chunk: int = 0
 ) -> CompletionLogps:
-    """Summed completion log-probs of every row; `chunk > 0` computes them in sequence chunks
-    of the window (no [N, W, V] float32 tensor; see `jalign.losses.chunked_token_logprobs`)."""
-    hidden, targets, mask = target_hidden(graphdef, params, rows)
-    unembed = lambda h: project(graphdef, params, h)  # noqa: E731
+    """Summed completion log-probs of every row (`target_logprobs`, chunked when `chunk > 0`)."""
+    out = target_logprobs(graphdef, params, rows, chunk)
     mean_logits = None
-    if chunk > 0:
-        token_logps = chunked_token_logprobs(hidden, unembed, targets, chunk)
-    else:
-        logits = unembed(hidden)
-        token_logps = token_logprobs(logits, targets)
-        mean_logits = masked_mean(jnp.mean(logits, axis=-1), mask, axis=1)
-    return CompletionLogps(masked_sum(token_logps, mask, axis=1), jnp.sum(mask, 1), mean_logits)
+    if out.logits is not None:
+        mean_logits = masked_mean(jnp.mean(out.logits, axis=-1), out.mask, axis=1)
+    return CompletionLogps(
+        masked_sum(out.logps, out.mask, axis=1), jnp.sum(out.mask, 1), mean_logits
+    )

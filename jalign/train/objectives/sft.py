@@ -5,9 +5,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from jalign.data import SFT
-from jalign.losses import chunked_token_logprobs, masked_mean, sft_loss, token_logprobs
-from jalign.models import project
-from jalign.train.forward import target_hidden
+from jalign.losses import masked_mean, sft_loss
+from jalign.train.forward import target_logprobs
 from jalign.train.objective import Objective, RunContext
 from jalign.train.state import LossFn
 
@@ -21,18 +20,11 @@ def make_sft_loss(ctx: RunContext, section: str = "sft") -> LossFn:
 
     def loss_fn(params, frozen, batch, rng):
         del frozen, rng
-        hidden, targets, mask = target_hidden(ctx.graphdef, params, batch)
-        mask = mask * batch["example_mask"][:, None]
-        unembed = lambda h: project(ctx.graphdef, params, h)  # noqa: E731
-        hits = None
-        if chunk > 0:
-            logps = chunked_token_logprobs(hidden, unembed, targets, chunk)
-        else:
-            # One pass over the logits gives both the log-probs and the accuracy.
-            logps, hits = token_logprobs(unembed(hidden), targets, with_hits=True)
-        loss, metrics, weight = sft_loss(logps, mask, normalization)
-        if hits is not None:
-            metrics["accuracy"] = masked_mean(hits.astype(jnp.float32), mask)
+        out = target_logprobs(ctx.graphdef, params, batch, chunk)
+        mask = out.mask * batch["example_mask"][:, None]
+        loss, metrics, weight = sft_loss(out.logps, mask, normalization)
+        if out.hits is not None:  # from the same pass over the logits as the log-probs
+            metrics["accuracy"] = masked_mean(out.hits.astype(jnp.float32), mask)
         metrics["tokens"] = jnp.sum(mask)
         return loss, {"metrics": metrics, "weight": weight}
 
