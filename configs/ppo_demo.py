@@ -13,7 +13,12 @@ def get_config() -> ml_collections.ConfigDict:
     cfg.run_dir = "runs/demo/ppo_cli"
     cfg.model = ml_collections.ConfigDict({"path": "runs/demo/sft/hf"})
     cfg.data = ml_collections.ConfigDict(
-        {"train": "runs/demo/data/prompts_train.jsonl", "max_length": 16, "num_epochs": None}
+        {
+            "train": "runs/demo/data/prompts_train.jsonl",
+            "max_length": 16,
+            "buckets": [12, 16],  # the demo prompts take 8-12 tokens
+            "num_epochs": None,
+        }
     )
     cfg.train = ml_collections.ConfigDict(
         {"batch_size": 16, "total_steps": 60, "save_every": 20, "log_every": 1}

@@ -1,5 +1,5 @@
 """Pure train step: gradient accumulation equals the big batch; non-finite steps are refused;
-clipping by a given global norm equals optax's."""
+clipping by a given global norm equals optax's; a joint step equals its steps run apart."""
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +14,7 @@ from jalign.train.optimizer import (
     learning_rate_schedule,
     make_optimizer,
 )
-from jalign.train.state import init_train_state, make_train_step
+from jalign.train.state import compile_step, init_train_state, joint_step, make_train_step
 
 CFG = TINY_LLAMA
 
@@ -65,6 +65,44 @@ def test_grad_accumulation_matches_big_batch():
         for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(s_big.params), strict=True)
     )
     assert moved > 1e-3
+
+
+def test_joint_step_equals_its_steps_apart():
+    """Two models with their own optimizers and batches (PPO's policy and value) compiled as one
+    program, the state donated: the same states and metrics as two separate steps."""
+    graphdef, params_a = create_model(CFG, seed=1)
+    _, params_b = create_model(CFG, seed=2)
+    loss_fn = _token_mean_ce(graphdef)
+    optimizers = {"a": 1e-2, "b": 3e-3}
+    steps = {
+        name: make_train_step(loss_fn, make_optimizer(OptimizerConfig(lr=lr, total_steps=10)))
+        for name, lr in optimizers.items()
+    }
+
+    def fresh() -> dict:  # the joint step donates its states: each run starts from copies
+        return {
+            name: init_train_state(
+                jax.tree.map(jnp.copy, params),
+                make_optimizer(OptimizerConfig(lr=optimizers[name], total_steps=10)),
+                seed,
+            )
+            for seed, (name, params) in enumerate((("a", params_a), ("b", params_b)))
+        }
+
+    batches = {"a": _batch(2), "b": _batch(3)}
+    joint = compile_step(joint_step(steps))
+    states = fresh()
+    for _ in range(2):
+        states, metrics = joint(states, batches)
+    for name, step in steps.items():
+        state = fresh()[name]
+        for _ in range(2):
+            state, apart = jax.jit(step)(state, batches[name])
+        np.testing.assert_allclose(metrics[name]["loss"], apart["loss"], rtol=1e-6)
+        for a, b in zip(jax.tree.leaves(states[name]), jax.tree.leaves(state), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), states["a"].params, params_a)
+    assert max(jax.tree.leaves(moved)) > 1e-3
 
 
 def test_nonfinite_step_keeps_state():

@@ -1,22 +1,22 @@
-"""Online RL iteration speed: jalign's RL loop vs TRL's online trainer (PyTorch CPU), on the
+"""Online RL iteration speed: jalign's RL loop vs TRL's online trainers (PyTorch CPU), on the
 same models, batch, lengths, epochs and minibatches, measured in one run.
 
     .venv/bin/python tools/bench_rl.py [--quick]
 
-The peer: TRL 1.16.0 has no PPO trainer. `PPOTrainer` / `PPOConfig` moved to
-`trl.experimental.ppo` (huggingface/trl#4482) and were then removed entirely, with the value-head
-models (huggingface/trl#7020); the installed package has neither name anywhere (no `ppo` module
-under `trl`, `trl.trainer` or `trl.experimental`). Its online trainers with a reward model and
-a frozen reference are `GRPOTrainer` and `RLOOTrainer`; the peer is `GRPOTrainer`, the closest
-in work per iteration: sample, score with the reward model, old and reference log-probs, then
-`num_iterations` epochs of clipped-ratio minibatch steps with a KL term. So jalign runs twice:
+Two like-for-like pairs:
 
-- "jalign GRPO": the same algorithm as TRL's (group-normalised advantages, k3 KL to the
-  reference in the loss with beta = kl_coef, token-mean loss, no value model): the like-for-like
-  ratio;
-- "jalign PPO": PPO proper (GAE over a value model initialised from the reward model, k1 KL in
-  the reward), which does strictly more work per iteration than TRL's GRPO (a value forward and
-  value-model updates): its ratio against TRL's GRPO is a lower bound on PPO vs PPO.
+- PPO: jalign PPO (GAE over a value model initialised from the reward model, k1 KL in the reward,
+  clipped value loss) vs TRL's `PPOTrainer`. TRL removed its PPO trainer after 1.12.0
+  (`trl.experimental.ppo`, huggingface/trl#7020); 1.12.0 is the last release that has it and it
+  runs on the same transformers / accelerate / torch as TRL 1.16.0, so `tools/setup.sh --bench`
+  installs it without dependencies into `.venv/peers/trl-1.12.0` and the PPO peer's child process
+  imports it from there. TRL's PPO samples one completion per prompt: it gets each prompt n times,
+  so both sides roll out the same 64 rows. TRL updates policy and value model together (one
+  optimizer, loss = policy loss + vf_coef * value loss, one backward through both), jalign in two
+  steps; both do `epochs` passes of minibatches of `minibatch` rows (TRL: per_device_train_batch_size
+  = the rollout batch, num_mini_batches = rows / minibatch, no gradient accumulation).
+- GRPO: jalign GRPO (group-normalised advantages, k3 KL to the reference in the loss with
+  beta = kl_coef, token-mean loss, no value model) vs TRL 1.16.0's `GRPOTrainer`.
 
 Models: the demo task's Llama config (jalign/demo/assets, with its tokenizer), random init,
 saved offline as HF folders: a `LlamaForCausalLM` (policy; the reference is a copy of it) and a
@@ -24,20 +24,24 @@ saved offline as HF folders: a `LlamaForCausalLM` (policy; the reference is a co
 both sides (jalign through `jalign.interop`; HF's bias-free score head loads with bias 0).
 Shapes follow configs/ppo_demo.py: 16 prompts x 4 completions = 64 rows per iteration, 12 new
 tokens at temperature 1 (stopping at EOS), 2 epochs of 2 minibatches of 32 rows, fp32, AdamW.
+Prompts (8-12 tokens) are left-padded to the batch's longest (TRL) or to the smallest of
+jalign's `data.buckets` [12, 16] that fits it.
 
 What is timed, per iteration (the median, and the fastest, of the timed iterations, after
 untimed warmup iterations that include compilation):
 - jalign: the wall time of `RLRun.iterate` (rollout, scoring, forward passes, advantages,
   update, metrics on the host); the rollout share is its `time/rollout` over that.
-- TRL: the time between the ends of the last optimizer steps of consecutive iterations (one
-  iteration = steps_per_generation x num_iterations optimizer steps, generation included); the
-  rollout share is `GRPOTrainer._generate` (tokenize, `generate`, decode) over that.
-Each line also gives the share of rollout + scoring + old / reference (/ value) forwards (TRL:
+- TRL: the time between the ends of consecutive iterations (PPO: its per-iteration
+  `on_step_end`; GRPO: the last of an iteration's steps_per_generation x num_iterations optimizer
+  steps), generation included; the rollout share is generation's (PPO: `batch_generation`;
+  GRPO: `GRPOTrainer._generate`, tokenize + `generate` + decode) over that.
+Each line also gives the share of rollout + scoring + old / reference (/ value) forwards (PPO:
+`batch_generation` and the gradient-free `forward` / `get_reward` calls; GRPO:
 `_generate_and_score_completions`), the rest being the update (and, for jalign, the advantages
 and metrics), and the load average when that measurement ended.
 
 Environment: jalign runs in this process, restarted with glibc's huge-page malloc tunable as the
-`jalign` command does; TRL runs in a child process without it (`peer_process`), since the
+`jalign` command does; TRL runs in child processes without it (`peer_process`), since the
 tunable slowed PyTorch's training steps here. Each side is measured the way its users run it.
 """
 
@@ -48,8 +52,10 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +74,9 @@ from peer_process import (
     report_peer,
 )
 from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
     LlamaConfig,
     LlamaForCausalLM,
     LlamaForSequenceClassification,
@@ -84,6 +93,8 @@ from jalign.runtime import prepare_command_process
 LEARNING_RATE = 1e-5
 KL_COEF = 0.05
 CLIP_EPS = 0.2
+PPO_PEER_VERSION = "1.12.0"  # the last TRL with a PPO trainer; installed by tools/setup.sh --bench
+PPO_PEER_PACKAGES = Path(sys.prefix) / "peers" / f"trl-{PPO_PEER_VERSION}"
 
 
 @dataclass(frozen=True)
@@ -93,7 +104,7 @@ class Shape:
     minibatch: int  # rows per optimizer step
     epochs: int
     new_tokens: int
-    prompt_length: int  # prompts are padded / bucketed up to this
+    prompt_length: int  # the longest prompt (jalign pads a batch to the smallest bucket that fits)
     warmup: int  # untimed iterations
     timed: int
 
@@ -149,6 +160,7 @@ def jalign_config(
     cfg.run_dir = str(run_dir)
     cfg.model.path = str(policy)
     cfg.data.train, cfg.data.max_length, cfg.data.num_epochs = str(data), shape.prompt_length, None
+    cfg.data.buckets = [12, shape.prompt_length]  # the demo prompts take 8-12 tokens
     cfg.train.batch_size = shape.prompts
     cfg.train.total_steps = shape.warmup + shape.timed
     cfg.train.export_hf = False
@@ -182,29 +194,51 @@ def bench_jalign(cfg: ml_collections.ConfigDict, shape: Shape) -> Result:
     return summarize(seconds, rollout, prepare)
 
 
-class StepClock(TrainerCallback):
-    """Records the wall-clock time at the end of every optimizer step."""
+class IterationClock(TrainerCallback):
+    """Per RL iteration: the wall-clock time it ended, and the seconds spent in each timed phase
+    during it. An iteration ends with every `steps_per_iteration`-th `on_step_end`."""
 
-    def __init__(self) -> None:
+    def __init__(self, steps_per_iteration: int) -> None:
+        self.steps_per_iteration = steps_per_iteration
+        self.steps = 0
         self.ends: list[float] = []
+        self.phases: list[dict[str, float]] = []
+        self.current: dict[str, float] = defaultdict(float)
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.ends.append(time.perf_counter())
+        self.steps += 1
+        if self.steps % self.steps_per_iteration == 0:
+            self.ends.append(time.perf_counter())
+            self.phases.append(dict(self.current))
+            self.current.clear()
+
+    def timed(self, function: Callable, phase: str, when: Callable[[], bool] = lambda: True):
+        """`function`, adding the wall time of each call for which `when()` holds to `phase`."""
+
+        def wrapper(*args, **kwargs):
+            if not when():
+                return function(*args, **kwargs)
+            start = time.perf_counter()
+            out = function(*args, **kwargs)
+            self.current[phase] += time.perf_counter() - start
+            return out
+
+        return wrapper
+
+    def result(self, warmup: int, prepare_phases: tuple[str, ...]) -> Result:
+        """Timed iterations only: each lasts from the previous iteration's end to its own."""
+        seconds = np.diff(self.ends)[warmup - 1 :]
+        phases = self.phases[warmup:]
+        return summarize(
+            list(seconds),
+            [p.get("rollout", 0.0) for p in phases],
+            [sum(p.get(name, 0.0) for name in prepare_phases) for p in phases],
+        )
 
 
-def timed(method: Callable, durations: list[float]) -> Callable:
-    """`method` (a bound method), appending the wall time of each call to `durations`."""
-
-    def wrapper(*args, **kwargs):
-        start = time.perf_counter()
-        out = method(*args, **kwargs)
-        durations.append(time.perf_counter() - start)
-        return out
-
-    return wrapper
-
-
-def bench_trl(shape: Shape, policy: Path, reward: Path, prompts: list[str], out: str) -> Result:
+def bench_trl_grpo(
+    shape: Shape, policy: Path, reward: Path, prompts: list[str], out: str
+) -> Result:
     iterations = shape.warmup + shape.timed
     args = GRPOConfig(
         output_dir=out,
@@ -225,7 +259,7 @@ def bench_trl(shape: Shape, policy: Path, reward: Path, prompts: list[str], out:
         max_grad_norm=1.0,
         **TRL_CPU_FP32_QUIET,
     )
-    clock = StepClock()
+    clock = IterationClock(shape.steps)
     trainer = GRPOTrainer(
         model=str(policy),
         reward_funcs=[str(reward)],
@@ -234,17 +268,70 @@ def bench_trl(shape: Shape, policy: Path, reward: Path, prompts: list[str], out:
         callbacks=[clock],
     )
     trainer.remove_callback(PrinterCallback)
-    generation: list[float] = []
-    prepare: list[float] = []
-    trainer._generate = timed(trainer._generate, generation)
-    trainer._generate_and_score_completions = timed(
-        trainer._generate_and_score_completions, prepare
+    trainer._generate = clock.timed(trainer._generate, "rollout")
+    trainer._generate_and_score_completions = clock.timed(
+        trainer._generate_and_score_completions, "prepare"
     )
     trainer.train()
-    ends = np.asarray(clock.ends)[shape.steps - 1 :: shape.steps]  # each iteration's last step
-    assert len(ends) == iterations and len(generation) == len(prepare) == iterations
-    seconds = np.diff(ends)[shape.warmup - 1 :]
-    return summarize(list(seconds), generation[shape.warmup :], prepare[shape.warmup :])
+    assert len(clock.ends) == iterations
+    return clock.result(shape.warmup, ("prepare",))
+
+
+def bench_trl_ppo(shape: Shape, policy: Path, reward: Path, prompts: list[str], out: str) -> Result:
+    """TRL 1.12.0's PPOTrainer (imported from `PPO_PEER_PACKAGES`, see the module docstring)."""
+    import trl
+    from trl.experimental.ppo import PPOConfig, PPOTrainer, ppo_trainer
+
+    assert trl.__version__ == PPO_PEER_VERSION, f"PPO peer needs TRL {PPO_PEER_VERSION}"
+    iterations = shape.warmup + shape.timed
+    tokenizer = AutoTokenizer.from_pretrained(policy, padding_side="left")
+    rows = [p for p in prompts for _ in range(shape.n)]  # one completion per prompt in TRL's PPO
+    args = PPOConfig(
+        output_dir=out,
+        total_episodes=iterations * shape.rows,
+        per_device_train_batch_size=shape.rows,
+        gradient_accumulation_steps=1,
+        num_mini_batches=shape.rows // shape.minibatch,
+        num_ppo_epochs=shape.epochs,
+        local_rollout_forward_batch_size=shape.rows,
+        response_length=shape.new_tokens,
+        stop_token="eos",
+        temperature=1.0,
+        kl_coef=KL_COEF,
+        kl_estimator="k1",
+        cliprange=CLIP_EPS,
+        num_sample_generations=0,
+        learning_rate=LEARNING_RATE,
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        **TRL_CPU_FP32_QUIET,
+    )
+    clock = IterationClock(1)
+    trainer = PPOTrainer(
+        args=args,
+        processing_class=tokenizer,
+        model=AutoModelForCausalLM.from_pretrained(policy),
+        ref_model=AutoModelForCausalLM.from_pretrained(policy),
+        reward_model=AutoModelForSequenceClassification.from_pretrained(reward),
+        value_model=AutoModelForSequenceClassification.from_pretrained(reward),
+        train_dataset=datasets.Dataset.from_dict({"input_ids": tokenizer(rows)["input_ids"]}),
+        callbacks=[clock],
+    )
+    trainer.remove_callback(PrinterCallback)
+    ppo_trainer.batch_generation = clock.timed(ppo_trainer.batch_generation, "rollout")
+    for name in ("forward", "get_reward"):  # reference / value / reward forwards, not the update
+        function = getattr(ppo_trainer, name)
+        setattr(
+            ppo_trainer,
+            name,
+            clock.timed(function, "forwards", lambda: not torch.is_grad_enabled()),
+        )
+    trainer.train()
+    assert len(clock.ends) == iterations
+    return clock.result(shape.warmup, ("rollout", "forwards"))
+
+
+PEERS = {"ppo": bench_trl_ppo, "grpo": bench_trl_grpo}
 
 
 def report(name: str, result: Result) -> None:
@@ -264,7 +351,7 @@ def main() -> None:
     quiet_peer_libraries()
     if args.peer:
         request = json.loads(args.peer)
-        result = bench_trl(
+        result = PEERS[request["trainer"]](
             Shape(**request["shape"]),
             Path(request["policy"]),
             Path(request["reward"]),
@@ -273,7 +360,9 @@ def main() -> None:
         )
         report_peer(dataclasses.asdict(result))
         return
-    prepare_command_process()  # TRL runs in a child process without the huge-page restart
+    if not PPO_PEER_PACKAGES.is_dir():
+        raise SystemExit(f"{PPO_PEER_PACKAGES} is missing: run `bash tools/setup.sh --bench`")
+    prepare_command_process()  # TRL runs in child processes without the huge-page restart
     print(
         f"{os.cpu_count()} CPUs, GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES')}, "
         f"load average {os.getloadavg()[0]:.2f} (other processes skew "
@@ -293,22 +382,24 @@ def main() -> None:
         for command in ("grpo", "ppo"):
             cfg = jalign_config(command, shape, policy, reward, data, root / command)
             results[f"jalign {command.upper()}"] = bench_jalign(cfg, shape)
-        request = {
-            "shape": dataclasses.asdict(shape),
-            "policy": str(policy),
-            "reward": str(reward),
-            "prompts": prompts,
-            "out": str(root / "trl"),
-        }
-        results["TRL GRPO"] = Result(**measure_peer(__file__, request))
+        for command in ("grpo", "ppo"):
+            request = {
+                "trainer": command,
+                "shape": dataclasses.asdict(shape),
+                "policy": str(policy),
+                "reward": str(reward),
+                "prompts": prompts,
+                "out": str(root / f"trl_{command}"),
+            }
+            packages = PPO_PEER_PACKAGES if command == "ppo" else None
+            results[f"TRL {command.upper()}"] = Result(**measure_peer(__file__, request, packages))
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     for name, result in results.items():
         report(name, result)
-    trl = results["TRL GRPO"]
-    for name, why in (("jalign GRPO", "same algorithm"), ("jalign PPO", "PPO does more")):
-        ours = results[name]
+    for command in ("GRPO", "PPO"):
+        trl, ours = results[f"TRL {command}"], results[f"jalign {command}"]
         print(
-            f"ratio TRL GRPO / {name} ({why}): {trl.seconds / ours.seconds:.2f}x median, "
+            f"ratio TRL {command} / jalign {command}: {trl.seconds / ours.seconds:.2f}x median, "
             f"{trl.best / ours.best:.2f}x best"
         )
 

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import datasets
 import torch
@@ -22,11 +23,16 @@ import transformers
 PEER_FLAG = "--peer"  # the hidden argument a benchmark script takes to measure only its peer
 
 
-def measure_peer(script: str, request: dict) -> dict:
+def measure_peer(script: str, request: dict, first_on_path: Path | None = None) -> dict:
     """Run `script --peer REQUEST_JSON` without GLIBC_TUNABLES (and with the restart turned off)
-    and return the JSON object it prints on its last line of stdout."""
+    and return the JSON object it prints on its last line of stdout. `first_on_path`: a folder
+    of packages the child imports ahead of the virtual environment's (another peer version)."""
     env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
     env["JALIGN_HUGE_PAGES"] = "0"
+    if first_on_path is not None:
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(first_on_path), env.get("PYTHONPATH")) if p
+        )
     proc = subprocess.run(
         [sys.executable, script, PEER_FLAG, json.dumps(request)],
         env=env,

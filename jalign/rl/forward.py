@@ -1,6 +1,7 @@
 """Forward passes over rollout sequences, restricted to the completion: the policy's per-token
-log-probs and entropies (at the sampling temperature), the value model's per-token values, and
-a helper that runs a jitted forward over a batch in fixed-size chunks in a given row order."""
+log-probs and entropies (at the sampling temperature), the value model's per-token values, the
+pre-update pass that combines them, and a helper that runs a jitted forward over a batch in
+fixed-size chunks in a given row order."""
 
 from __future__ import annotations
 
@@ -43,6 +44,26 @@ def token_values(graphdef: nnx.GraphDef, params: Any, batch: dict) -> jax.Array:
     return _completion_outputs(graphdef, params, batch).astype(jax.numpy.float32)
 
 
+def rollout_forward(
+    policy: nnx.GraphDef,
+    critic: nnx.GraphDef | None,
+    temperature: float,
+    params: tuple[Any, Any, Any],
+    batch: dict,
+) -> dict[str, jax.Array]:
+    """What an RL iteration needs from its frozen models before the update, for rollout rows:
+    old_logp and entropy (the policy), ref_logp (the reference) and, with a critic, old_values.
+    `params` = (policy, reference, critic or None). Jitted as one program, XLA interleaves the
+    independent forward passes."""
+    policy_params, reference_params, critic_params = params
+    old_logp, entropy = policy_logprobs(policy, policy_params, batch, temperature)
+    ref_logp, _ = policy_logprobs(policy, reference_params, batch, temperature)
+    out = {"old_logp": old_logp, "ref_logp": ref_logp, "entropy": entropy}
+    if critic is not None:
+        out["old_values"] = token_values(critic, critic_params, batch)
+    return out
+
+
 def forward_in_chunks(
     fn: Callable[[Any, dict], Any],
     params: Any,
@@ -53,10 +74,10 @@ def forward_in_chunks(
 ) -> Any:
     """fn(params, rows) over `batch` taken in `order`, `chunk` rows at a time (one compiled
     shape), returned as host arrays in the batch's own row order."""
-    pieces = []
+    pieces = []  # every chunk dispatched before the first is read back
     for start in range(0, len(order), chunk):
         rows = order[start : start + chunk]
-        pieces.append(jax.device_get(fn(params, put({k: v[rows] for k, v in batch.items()}))))
-    stacked = jax.tree.map(lambda *xs: np.concatenate(xs), *pieces)
+        pieces.append(fn(params, put({k: v[rows] for k, v in batch.items()})))
+    stacked = jax.tree.map(lambda *xs: np.concatenate(xs), *jax.device_get(pieces))
     inverse = np.argsort(order)
     return jax.tree.map(lambda x: x[inverse], stacked)

@@ -7,11 +7,14 @@ Each iteration (one logged / checkpointed step):
    with rng = fold_in(key(seed), iteration);
 2. scoring: the weighted reward sources, the missing-EOS penalty, clipping / whitening;
 3. forward: the policy's log-probs (the "old" log-probs, at the sampling temperature), the
-   frozen reference's, and PPO's values, in the row order and chunk size of the first epoch's
-   micro-batches, so the first minibatch of the first epoch sees a ratio of exactly 1;
+   frozen reference's, and PPO's values, as one compiled program over micro-batch-sized chunks
+   (the first minibatch of the first epoch takes its own detached log-probs as the old ones, so
+   its ratio is exactly 1: `jalign.rl.losses`);
 4. advantages (`jalign.rl.advantages`) and the KL coefficient;
-5. update: `rl.epochs` shuffled passes of minibatch steps (`make_train_step`, jit-compiled,
-   policy and value each with their own `TrainState` and optimizer).
+5. update: `rl.epochs` shuffled passes of minibatch steps (`make_train_step`, policy and value
+   each with their own `TrainState` and optimizer, compiled together as one `joint_step`), all
+   dispatched before their metrics are read, so the host prepares the next minibatch while the
+   previous step runs.
 
 Checkpoints hold both train states plus, as metadata, the prompt iterator's position and the
 KL coefficient; the sampler's and the shuffles' rngs derive from (seed, iteration), so a
@@ -21,6 +24,7 @@ resumed run repeats an uninterrupted one bit for bit.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -36,7 +40,7 @@ from jalign.errors import JalignError
 from jalign.losses import KLControllerConfig, explained_variance, update_kl_coef
 from jalign.metrics import MetricsLogger
 from jalign.rl.advantages import AdvantageConfig, compute_advantages
-from jalign.rl.forward import forward_in_chunks, policy_logprobs, token_values
+from jalign.rl.forward import forward_in_chunks, rollout_forward
 from jalign.rl.losses import make_policy_loss, make_value_loss
 from jalign.rl.metrics import PhaseTimer, mean_metrics, rollout_metrics
 from jalign.rl.rewards import combine, shape_scores
@@ -55,18 +59,25 @@ from jalign.train.model_setup import (
     state_shardings,
 )
 from jalign.train.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
-from jalign.train.state import TrainState, compile_step, init_train_state, make_train_step
+from jalign.train.state import (
+    StepFn,
+    TrainState,
+    compile_step,
+    init_train_state,
+    joint_step,
+    make_train_step,
+)
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
 class _Trainee:
-    """A trained model: its weights on the mesh, its train state and its compiled step."""
+    """A trained model: its weights on the mesh, its train state and its (uncompiled) step."""
 
     model: LoadedModel
     state: TrainState
-    step: Any
+    step: StepFn
     shardings: Any
 
 
@@ -84,9 +95,21 @@ def _trainee(cfg, model: LoadedModel, loss_fn, lr: float, updates: int, seed: in
     step = make_train_step(
         loss_fn, optimizer, cfg.train.grad_accum_steps, learning_rate_schedule(opt_cfg)
     )
-    return _Trainee(
-        model, state, compile_step(step, shardings, batch_sharding(model.mesh)), shardings
-    )
+    return _Trainee(model, state, step, shardings)
+
+
+def _step_metrics(metrics: dict[str, dict]) -> dict:
+    """One update step's metrics from its trainees' ({"policy": ..., ["value": ...]}): the
+    policy's as they are, the value model's named ones, each grad norm under its model's
+    prefix, and `nonfinite` summed over both."""
+    out = dict(metrics["policy"])
+    out = {"policy/grad_norm": out.pop("grad_norm"), **out}
+    if "value" in metrics:
+        value = metrics["value"]
+        out.update({k: v for k, v in value.items() if "/" in k})
+        out["val/grad_norm"] = value["grad_norm"]
+        out["nonfinite"] = out["nonfinite"] + value["nonfinite"]
+    return out
 
 
 class RLRun:
@@ -129,9 +152,15 @@ class RLRun:
                 updates,
                 cfg.seed + 1,
             )
-            self._values = jax.jit(lambda p, b: token_values(critic.graphdef, p, b))
-        self._logprobs = jax.jit(
-            lambda p, b: policy_logprobs(policy.graphdef, p, b, rl.temperature)
+        trainees = self._trainees()
+        self._update_step = compile_step(
+            joint_step({name: t.step for name, t in trainees.items()}),
+            {name: t.shardings for name, t in trainees.items()},
+            batch_sharding(self.mesh),
+        )
+        critic = self.value.model.graphdef if self.value is not None else None
+        self._prepare = jax.jit(
+            functools.partial(rollout_forward, policy.graphdef, critic, rl.temperature)
         )
         self.rewards = reward_sources(cfg, self.mesh, self.micro, self.put, rl.rewards)
         self.monitors = reward_sources(cfg, self.mesh, self.micro, self.put, rl.monitor_rewards)
@@ -164,14 +193,17 @@ class RLRun:
         self._restore()
 
     # --- state -------------------------------------------------------------------------
-    def _states(self) -> dict[str, TrainState]:
-        states = {"policy": self.policy.state}
+    def _trainees(self) -> dict[str, _Trainee]:
+        trainees = {"policy": self.policy}
         if self.value is not None:
-            states["value"] = self.value.state
-        return states
+            trainees["value"] = self.value
+        return trainees
+
+    def _states(self) -> dict[str, TrainState]:
+        return {name: trainee.state for name, trainee in self._trainees().items()}
 
     def _restore(self) -> None:
-        trainees = {"policy": self.policy, "value": self.value}
+        trainees = self._trainees()
         abstract = {
             name: jax.tree.map(
                 lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
@@ -236,17 +268,13 @@ class RLRun:
 
     def forward(self, rollout: Rollout, iteration: int) -> dict[str, np.ndarray]:
         """Old and reference log-probs, entropies and (PPO) values, computed in the first
-        epoch's micro-batch order and shape (so the first step's ratio is exactly 1)."""
+        epoch's micro-batch order and shape."""
         seqs = rollout.sequences()
         order = self._order(iteration, 0)
-        run = lambda fn, params: forward_in_chunks(fn, params, seqs, order, self.micro, self.put)  # noqa: E731
-        old_logp, entropy = run(self._logprobs, self.policy.state.params)
+        value_params = self.value.state.params if self.value is not None else None
         with self.reference.on_device() as reference:
-            ref_logp, _ = run(self._logprobs, reference)
-        out = {"old_logp": old_logp, "ref_logp": ref_logp, "entropy": entropy}
-        if self.value is not None:
-            out["old_values"] = run(self._values, self.value.state.params)
-        return out
+            params = (self.policy.state.params, reference, value_params)
+            return forward_in_chunks(self._prepare, params, seqs, order, self.micro, self.put)
 
     def advantages(self, shaped: np.ndarray, fwd: dict, mask: np.ndarray) -> dict:
         rl = self.rl
@@ -270,13 +298,14 @@ class RLRun:
 
     def update(self, data: dict[str, np.ndarray], iteration: int) -> dict[str, float]:
         """`rl.epochs` passes of minibatch steps over `data` ([R, ...] host arrays)."""
-        self.update_metrics = []
         mb = self.rl.minibatch_size
-        policy_keys = ("input_ids", "positions", "segment_ids", "completion_mask")
-        policy_keys += ("old_logp", "ref_logp", "advantages", "kl_coef", "on_policy")
+        keys = {"policy": ("input_ids", "positions", "segment_ids", "completion_mask")}
+        keys["value"] = (*keys["policy"], "old_values", "returns")
+        keys["policy"] += ("old_logp", "ref_logp", "advantages", "kl_coef", "on_policy")
         if self.ptx is not None:
-            policy_keys += tuple(f"ptx_{k}" for k in ROW_KEYS)
-        value_keys = (*policy_keys[:4], "old_values", "returns")
+            keys["policy"] += tuple(f"ptx_{k}" for k in ROW_KEYS)
+        trainees = self._trainees()
+        pending = []
         for epoch in range(self.rl.epochs):
             order = self._order(iteration, epoch)
             for start in range(0, self.rows, mb):
@@ -287,17 +316,12 @@ class RLRun:
                 if self.ptx is not None:
                     sft = next(self.ptx)
                     minibatch.update({f"ptx_{k}": sft[k] for k in ROW_KEYS})
-                take = lambda keys, mb=minibatch: self.put({k: mb[k] for k in keys})  # noqa: E731
-                self.policy.state, metrics = self.policy.step(self.policy.state, take(policy_keys))
-                metrics = {"policy/grad_norm": metrics.pop("grad_norm"), **metrics}
-                if self.value is not None:
-                    self.value.state, value_metrics = self.value.step(
-                        self.value.state, take(value_keys)
-                    )
-                    metrics.update({k: v for k, v in value_metrics.items() if "/" in k})
-                    metrics["val/grad_norm"] = value_metrics["grad_norm"]
-                    metrics["nonfinite"] = metrics["nonfinite"] + value_metrics["nonfinite"]
-                self.update_metrics.append(jax.device_get(metrics))
+                batches = {n: self.put({k: minibatch[k] for k in keys[n]}) for n in trainees}
+                states, metrics = self._update_step(self._states(), batches)
+                for name, trainee in trainees.items():
+                    trainee.state = states[name]
+                pending.append(metrics)
+        self.update_metrics = [_step_metrics(m) for m in jax.device_get(pending)]
         return mean_metrics(self.update_metrics)
 
     def iterate(self, iteration: int) -> dict[str, float]:

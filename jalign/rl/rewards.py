@@ -74,12 +74,11 @@ class ModelReward:
     def __call__(self, rollout: Rollout) -> np.ndarray:
         sequences = rollout.sequences()
         keys = ("input_ids", "positions", "segment_ids")
-        out = []
+        out = []  # every chunk dispatched before the first is read back
         for start in range(0, rollout.rows, self.chunk):
             rows = slice(start, start + self.chunk)
-            batch = self.put({k: sequences[k][rows] for k in keys})
-            out.append(np.asarray(self._score(self.params, batch), np.float32))
-        return np.concatenate(out)
+            out.append(self._score(self.params, self.put({k: sequences[k][rows] for k in keys})))
+        return np.concatenate(jax.device_get(out)).astype(np.float32)
 
 
 RewardSource = FunctionReward | ModelReward

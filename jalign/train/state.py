@@ -25,6 +25,7 @@ import optax
 from jalign.errors import JalignError
 
 LossFn = Callable[[Any, Any, dict, jax.Array], tuple[jax.Array, dict]]
+StepFn = Callable[["TrainState", dict], tuple["TrainState", dict]]
 
 
 @jax.tree_util.register_dataclass
@@ -67,7 +68,7 @@ def make_train_step(
     optimizer: optax.GradientTransformation,
     accum_steps: int = 1,
     lr_schedule: optax.Schedule | None = None,
-) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+) -> StepFn:
     """Build the pure step. A non-finite loss or gradient leaves the state unchanged and sets
     `metrics["nonfinite"] = 1`, so the loop can stop with the last good state intact."""
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -147,11 +148,25 @@ def make_train_step(
     return step
 
 
+def joint_step(steps: dict[str, StepFn]) -> Callable[[dict, dict], tuple[dict, dict]]:
+    """Independent steps (e.g. PPO's policy and value updates) as one step over dicts keyed like
+    `steps`: `({name: state}, {name: batch}) -> ({name: new state}, {name: metrics})`. Compiled
+    as one program, XLA interleaves the independent computations, filling the cores that one
+    small model's step leaves idle (PPO's demo-size update: 98 -> 88 ms per policy + value
+    minibatch on 2 cores)."""
+
+    def step(states: dict, batches: dict) -> tuple[dict, dict]:
+        outs = {name: fn(states[name], batches[name]) for name, fn in steps.items()}
+        return {n: out[0] for n, out in outs.items()}, {n: out[1] for n, out in outs.items()}
+
+    return step
+
+
 def compile_step(
-    step: Callable[[TrainState, dict], tuple[TrainState, dict]],
+    step: Callable[[Any, dict], tuple[Any, dict]],
     state_shardings: Any = None,
     batch_sharding: Any = None,
-) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+) -> Callable[[Any, dict], tuple[Any, dict]]:
     """jit the step with explicit shardings (state in and out alike) and the old state donated."""
     if state_shardings is None:
         return jax.jit(step, donate_argnums=0)
