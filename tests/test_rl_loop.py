@@ -1,6 +1,7 @@
 """The online RL loop end to end on a tiny random-init model of the demo task's tokenizer: a
-GRPO run learns an easy reward, the first minibatch's ratio is exactly 1, a run killed mid-way
-resumes bit for bit, and PPO's value model starts as the reward model."""
+GRPO run learns an easy reward, the first minibatch's ratio is exactly 1, the sampler's
+log-probs stand in for recomputed ones, a run killed mid-way resumes bit for bit, and PPO's value
+model starts as the reward model."""
 
 import json
 import shutil
@@ -88,6 +89,28 @@ def test_first_minibatch_ratio_is_exactly_one(straight):
     assert float(steps[1]["policy/ratio_max_dev"]) > 0  # later minibatches see moved params
     # The separately recomputed old log-probs are the sampler's (same temperature).
     assert _records(straight[0])[-1]["rollout/logprob_mismatch"] < 1e-5
+
+
+def test_sampler_old_logprobs_stand_in_for_recomputed(assets, tmp_path):
+    """rl.old_logprobs="sampler" skips the policy's forward before the update: the first
+    iteration (same rollout) trains as the recomputing run does, up to float rounding."""
+    metrics, steps = {}, {}
+    for mode in ("recompute", "sampler"):
+        cfg = _config(assets, tmp_path / mode, old_logprobs=mode)
+        cfg.train.total_steps = 1
+        run = RLRun(cfg)
+        metrics[mode] = run.run()
+        steps[mode] = run.update_metrics
+    recomputed, sampled = metrics["recompute"], metrics["sampler"]
+    assert recomputed["rollout/logprob_mismatch"] < 1e-5
+    assert "rollout/logprob_mismatch" not in sampled  # nothing recomputed to compare with
+    assert sampled["objective/scores"] == recomputed["objective/scores"]  # the same rollout
+    for name in ("objective/kl", "loss/policy", "policy/approxkl", "policy/kl_ref"):
+        np.testing.assert_allclose(sampled[name], recomputed[name], rtol=1e-4, atol=1e-6)
+    # The one-sample entropy estimate -log pi(y_t) vs the exact entropy of the same policy.
+    assert 0.5 < sampled["objective/entropy"] / recomputed["objective/entropy"] < 2
+    assert float(steps["sampler"][0]["policy/ratio_max_dev"]) == 0.0
+    assert float(steps["sampler"][1]["policy/ratio_max_dev"]) > 0
 
 
 def test_killed_run_resumes_bit_for_bit(assets, straight, tmp_path):

@@ -14,9 +14,12 @@ Two like-for-like pairs:
   so both sides roll out the same 64 rows. TRL updates policy and value model together (one
   optimizer, loss = policy loss + vf_coef * value loss, one backward through both), jalign in two
   steps; both do `epochs` passes of minibatches of `minibatch` rows (TRL: per_device_train_batch_size
-  = the rollout batch, num_mini_batches = rows / minibatch, no gradient accumulation).
+  = the rollout batch, num_mini_batches = rows / minibatch, no gradient accumulation). TRL takes
+  the old log-probs from `generate`'s logits; jalign likewise from its sampler
+  (rl.old_logprobs = "sampler"), so neither runs a policy forward before the update.
 - GRPO: jalign GRPO (group-normalised advantages, k3 KL to the reference in the loss with
-  beta = kl_coef, token-mean loss, no value model) vs TRL 1.16.0's `GRPOTrainer`.
+  beta = kl_coef, token-mean loss, no value model) vs TRL 1.16.0's `GRPOTrainer`; both recompute
+  the old log-probs with a forward pass (TRL does with num_iterations > 1).
 
 Models: the demo task's Llama config (jalign/demo/assets, with its tokenizer), random init,
 saved offline as HF folders: a `LlamaForCausalLM` (policy; the reference is a copy of it) and a
@@ -175,6 +178,8 @@ def jalign_config(
         kl_coef=KL_COEF,
         clip_eps=CLIP_EPS,
     )
+    if command == "ppo":  # TRL's PPOTrainer takes the old log-probs from generate's logits
+        cfg.rl.old_logprobs = "sampler"
     if command == "grpo":  # TRL GRPOTrainer's algorithm: k3 KL in the loss, token-mean
         cfg.rl.update(estimator="grpo", kl_in="loss", kl_estimator="k3")
         cfg.rl.loss_aggregation = "token-mean"

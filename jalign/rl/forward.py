@@ -51,14 +51,16 @@ def rollout_forward(
     params: tuple[Any, Any, Any],
     batch: dict,
 ) -> dict[str, jax.Array]:
-    """What an RL iteration needs from its frozen models before the update, for rollout rows:
-    old_logp and entropy (the policy), ref_logp (the reference) and, with a critic, old_values.
-    `params` = (policy, reference, critic or None). Jitted as one program, XLA interleaves the
-    independent forward passes."""
+    """What an RL iteration needs from its models before the update, for rollout rows:
+    old_logp and entropy (the policy: skipped when its params are None, the sampler's log-probs
+    standing in), ref_logp (the reference) and, with a critic, old_values.
+    `params` = (policy or None, reference, critic or None). Jitted as one program, XLA
+    interleaves the independent forward passes."""
     policy_params, reference_params, critic_params = params
-    old_logp, entropy = policy_logprobs(policy, policy_params, batch, temperature)
     ref_logp, _ = policy_logprobs(policy, reference_params, batch, temperature)
-    out = {"old_logp": old_logp, "ref_logp": ref_logp, "entropy": entropy}
+    out = {"ref_logp": ref_logp}
+    if policy_params is not None:
+        out["old_logp"], out["entropy"] = policy_logprobs(policy, policy_params, batch, temperature)
     if critic is not None:
         out["old_values"] = token_values(critic, critic_params, batch)
     return out

@@ -6,8 +6,9 @@ Each iteration (one logged / checkpointed step):
    completions each from `jalign.sampling.generate` on the policy's current params (no copy),
    with rng = fold_in(key(seed), iteration);
 2. scoring: the weighted reward sources, the missing-EOS penalty, clipping / whitening;
-3. forward: the policy's log-probs (the "old" log-probs, at the sampling temperature), the
-   frozen reference's, and PPO's values, as one compiled program over micro-batch-sized chunks
+3. forward: the policy's log-probs (the "old" log-probs, at the sampling temperature; or the
+   sampler's, rl.old_logprobs), the frozen reference's, and PPO's values, as one compiled
+   program over micro-batch-sized chunks
    (the first minibatch of the first epoch takes its own detached log-probs as the old ones, so
    its ratio is exactly 1: `jalign.rl.losses`);
 4. advantages (`jalign.rl.advantages`) and the KL coefficient;
@@ -268,13 +269,21 @@ class RLRun:
 
     def forward(self, rollout: Rollout, iteration: int) -> dict[str, np.ndarray]:
         """Old and reference log-probs, entropies and (PPO) values, computed in the first
-        epoch's micro-batch order and shape."""
+        epoch's micro-batch order and shape. With rl.old_logprobs="sampler" the old log-probs
+        are the sampler's, and the entropy is its one-sample estimate -log pi(y_t) (the
+        expectation of which is the entropy)."""
         seqs = rollout.sequences()
         order = self._order(iteration, 0)
+        recompute = self.rl.old_logprobs == "recompute"
+        policy_params = self.policy.state.params if recompute else None
         value_params = self.value.state.params if self.value is not None else None
         with self.reference.on_device() as reference:
-            params = (self.policy.state.params, reference, value_params)
-            return forward_in_chunks(self._prepare, params, seqs, order, self.micro, self.put)
+            params = (policy_params, reference, value_params)
+            out = forward_in_chunks(self._prepare, params, seqs, order, self.micro, self.put)
+        if not recompute:
+            out["old_logp"] = rollout.sample_logprobs * rollout.completion_mask
+            out["entropy"] = -out["old_logp"]
+        return out
 
     def advantages(self, shaped: np.ndarray, fwd: dict, mask: np.ndarray) -> dict:
         rl = self.rl
@@ -345,11 +354,12 @@ class RLRun:
             **reward_means,
             **update,
             **timer.metrics(),
-            # recomputed vs sampler log-probs: float rounding only (same distribution)
-            "rollout/logprob_mismatch": float(
-                np.abs((fwd["old_logp"] - rollout.sample_logprobs) * mask).max()
-            ),
         }
+        if self.rl.old_logprobs == "recompute":
+            # recomputed vs sampler log-probs: float rounding only (same distribution)
+            metrics["rollout/logprob_mismatch"] = float(
+                np.abs((fwd["old_logp"] - rollout.sample_logprobs) * mask).max()
+            )
         if self.value is not None:
             metrics["val/explained_variance"] = float(
                 explained_variance(fwd["old_values"], data["returns"], mask)

@@ -22,6 +22,7 @@ ESTIMATORS = {PPO: ("gae",), GRPO: CRITIC_FREE_ESTIMATORS}
 KL_PLACEMENTS = ("reward", "loss")
 VALUE_INITS = ("reward_model", "policy")
 FROZEN_DTYPES = ("float32", "bfloat16")
+OLD_LOGPROBS = ("recompute", "sampler")
 
 
 def rl_section(command: str) -> ml_collections.ConfigDict:
@@ -35,6 +36,12 @@ def rl_section(command: str) -> ml_collections.ConfigDict:
             "minibatch_size": 32,  # rows per optimizer step
             "epochs": 1,  # passes over each rollout batch
             "temperature": 1.0,  # sampling temperature; logprobs use the same one
+            # The update's "old" log-probs: a forward pass of the policy over the rollout
+            # ("recompute", as verl / OpenRLHF; logs rollout/logprob_mismatch) or the sampler's
+            # own ("sampler", as TRL's PPOTrainer; one policy forward fewer per iteration). The
+            # sampler runs the trainer's code on the same params, so they differ by float
+            # rounding only (the mismatch metric: ~1e-6 in fp32).
+            "old_logprobs": "recompute",
             "max_new_tokens": 16,
             # Rewards: "model:PATH" (scalar-head HF folder) or "function:module:fn" with
             # fn(prompts, completions) -> scores; the score is their weighted sum.
@@ -102,6 +109,7 @@ def rl_schema(command: str) -> Schema:
             "rl.loss_aggregation": AGGREGATION_MODES,
             "rl.value_init": VALUE_INITS,
             "rl.frozen_dtype": FROZEN_DTYPES,
+            "rl.old_logprobs": OLD_LOGPROBS,
         },
         checks={
             "rl.n": at_least(1),
