@@ -8,9 +8,8 @@ Each iteration (one logged / checkpointed step):
 2. scoring: the weighted reward sources, the missing-EOS penalty, clipping / whitening;
 3. forward: the policy's log-probs (the "old" log-probs, at the sampling temperature; or the
    sampler's, rl.old_logprobs), the frozen reference's, and PPO's values, as one compiled
-   program over micro-batch-sized chunks
-   (the first minibatch of the first epoch takes its own detached log-probs as the old ones, so
-   its ratio is exactly 1: `jalign.rl.losses`);
+   program over micro-batch-sized chunks (the first minibatch of the first epoch takes its own
+   detached log-probs as the old ones, so its ratio is exactly 1: `jalign.rl.losses`);
 4. advantages (`jalign.rl.advantages`) and the KL coefficient;
 5. update: `rl.epochs` shuffled passes of minibatch steps (`make_train_step`, policy and value
    each with their own `TrainState` and optimizer, compiled together as one `joint_step`), all
