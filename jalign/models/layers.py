@@ -110,6 +110,29 @@ class Linear(nnx.Module):
         return y
 
 
+def project_together(x: jax.Array, linears: tuple[Linear, ...]) -> list[jax.Array]:
+    """[linear(x) for linear in linears], as one matmul over the concatenated kernels when x
+    holds one token per row (a decode step) on CPU.
+
+    There each product is a skinny dot whose cost on CPU is mostly per-call overhead (~50 us
+    for a [8, 256] x [256, 688] product, 3-5x its memory roofline); one dot for q/k/v and one
+    for gate/up cut a demo-size decode step from 2.1 to 1.7 ms. The concatenation reads only
+    parameters, so XLA hoists it out of the decode loop: it runs once per `generate` call.
+    Elsewhere the separate products are kept: with more tokens per row training would pay the
+    concatenation and its split gradient every step, and on accelerators the kernels keep their
+    own tensor-parallel shardings.
+    """
+    if x.shape[-2] != 1 or jax.default_backend() != "cpu":
+        return [linear(x) for linear in linears]
+    dtype = linears[0].dtype
+    kernel = jnp.concatenate([linear.kernel[...].astype(dtype) for linear in linears], axis=-1)
+    y = jnp.dot(x.astype(dtype), kernel)
+    if linears[0].bias is not None:
+        y = y + jnp.concatenate([linear.bias[...].astype(dtype) for linear in linears])
+    splits = np.cumsum([linear.kernel.shape[-1] for linear in linears])[:-1]
+    return jnp.split(y, splits, axis=-1)
+
+
 def rope_inverse_frequencies(cfg: ModelConfig) -> np.ndarray:
     """Rotary inverse frequencies theta^(-2i/d), with linear or Llama-3 scaling.
 
@@ -255,9 +278,10 @@ class Attention(nnx.Module):
         slots [cache_index, cache_index + T) and the updated pair is returned."""
         cfg = self.cfg
         b, t, _ = x.shape
-        q = self.q_proj(x).reshape(b, t, cfg.num_heads, cfg.head_dim)
-        k = self.k_proj(x).reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
-        v = self.v_proj(x).reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
+        q, k, v = project_together(x, (self.q_proj, self.k_proj, self.v_proj))
+        q = q.reshape(b, t, cfg.num_heads, cfg.head_dim)
+        k = k.reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
+        v = v.reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         if inv_freq is not None:
@@ -288,7 +312,8 @@ class MLP(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.gate_proj is None:
             return self.down_proj(_activation(self.activation, self.up_proj(x)))
-        return self.down_proj(_activation(self.activation, self.gate_proj(x)) * self.up_proj(x))
+        gate, up = project_together(x, (self.gate_proj, self.up_proj))
+        return self.down_proj(_activation(self.activation, gate) * up)
 
 
 class Block(nnx.Module):
