@@ -96,6 +96,7 @@ from jalign.runtime import prepare_command_process
 LEARNING_RATE = 1e-5
 KL_COEF = 0.05
 CLIP_EPS = 0.2
+TRL_OPTIMIZER = dict(learning_rate=LEARNING_RATE, lr_scheduler_type="constant", weight_decay=0.0)
 PPO_PEER_VERSION = "1.12.0"  # the last TRL with a PPO trainer; installed by tools/setup.sh --bench
 PPO_PEER_PACKAGES = Path(sys.prefix) / "peers" / f"trl-{PPO_PEER_VERSION}"
 
@@ -258,9 +259,7 @@ def bench_trl_grpo(
         beta=KL_COEF,
         epsilon=CLIP_EPS,
         loss_type="dapo",  # token-level mean over the batch: jalign's "token-mean"
-        learning_rate=LEARNING_RATE,
-        lr_scheduler_type="constant",
-        weight_decay=0.0,
+        **TRL_OPTIMIZER,
         max_grad_norm=1.0,
         **TRL_CPU_FP32_QUIET,
     )
@@ -306,9 +305,7 @@ def bench_trl_ppo(shape: Shape, policy: Path, reward: Path, prompts: list[str], 
         kl_estimator="k1",
         cliprange=CLIP_EPS,
         num_sample_generations=0,
-        learning_rate=LEARNING_RATE,
-        lr_scheduler_type="constant",
-        weight_decay=0.0,
+        **TRL_OPTIMIZER,
         **TRL_CPU_FP32_QUIET,
     )
     clock = IterationClock(1)
