@@ -1,6 +1,7 @@
 """Target windows: the collator's `target_columns` cover every target of a row, and running the
 LM head only there gives the same log-probs, metrics, losses and gradients as running it at
-every column (SFT, DPO pairs, KTO with its mismatched rows, RRHF, chunked or not)."""
+every column (SFT, DPO pairs, KTO with its mismatched rows, RRHF, chunked or not), at any
+sampling temperature."""
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +13,7 @@ from tiny_runs import TINY_LLAMA
 from jalign.data.batching import target_columns, window_width
 from jalign.data.schemas import TARGET_COLUMNS
 from jalign.models import apply, create_model
+from jalign.train.forward import target_logprobs
 from jalign.train.objective import RunContext
 from jalign.train.objectives.completions import completion_logps
 from jalign.train.objectives.preference import PREFERENCE_OBJECTIVE
@@ -86,6 +88,22 @@ def test_completion_logps_and_gradient_are_those_of_every_column(chunk):
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), full_grad, window_grad
     )
+
+
+@pytest.mark.parametrize("chunk", [0, 3])
+def test_target_logprobs_at_a_temperature_match_a_hand_log_softmax(chunk):
+    """Every target's log-prob under softmax(logits / 2), read from the full logits by hand."""
+    graphdef, params = create_model(CFG, seed=0)
+    rows = right_padded_rows(3, 5)
+    out = target_logprobs(graphdef, params, windowed(rows), chunk, temperature=2.0)
+    logits, _ = apply(graphdef, params, rows["input_ids"], rows["positions"], rows["segment_ids"])
+    logp = jax.nn.log_softmax(np.asarray(logits, np.float64)[:, :-1] / 2.0, axis=-1)
+    hand = np.take_along_axis(logp, rows["input_ids"][:, 1:, None], -1)[..., 0]
+    mask = rows["loss_mask"][:, 1:]
+    np.testing.assert_allclose(
+        (np.asarray(out.logps) * out.mask).sum(1), (hand * mask).sum(1), rtol=1e-5
+    )
+    np.testing.assert_array_equal(np.asarray(out.mask).sum(1), mask.sum(1))
 
 
 def objective_loss(objective, **settings):

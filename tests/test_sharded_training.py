@@ -7,7 +7,7 @@ import pytest
 from jalign.losses import sft_loss
 from jalign.models import create_model, from_hf_dict
 from jalign.sharding import batch_sharding, make_mesh, param_shardings, shard_batch
-from jalign.train.forward import sequence_logprobs
+from jalign.train.forward import target_logprobs
 from jalign.train.model_setup import LoadedModel, state_shardings
 from jalign.train.optimizer import OptimizerConfig, make_optimizer
 from jalign.train.state import compile_step, init_train_state, make_train_step
@@ -27,8 +27,8 @@ CFG = from_hf_dict(
 
 def _loss(graphdef):
     def loss_fn(params, frozen, batch, rng):
-        logps = sequence_logprobs(graphdef, params, batch)
-        loss, metrics, weight = sft_loss(logps, batch["loss_mask"])
+        out = target_logprobs(graphdef, params, batch)
+        loss, metrics, weight = sft_loss(out.logps, out.mask)
         return loss, {"metrics": metrics, "weight": weight}
 
     return loss_fn

@@ -7,7 +7,7 @@ For completions y ~ pi(. | x) the sequence-level KL is
 and the estimator is the sample mean over prompts and samples of the bracket (the "k1"
 estimator, Schulman 2020, http://joschu.net/blog/kl-approx.html): unbiased, but single samples
 can be negative, so the standard error is reported with it. Both log-probabilities are
-teacher-forced (`jalign.train.forward.sequence_logprobs`) at the sampling temperature, i.e. of
+teacher-forced (`jalign.train.forward.target_logprobs`) at the sampling temperature, i.e. of
 softmax(logits / T); top-k / top-p / min-p truncation is not applied, so for truncated sampling
 this is the KL of the temperature-T policies on samples from the truncated one. Greedy samples
 (T = 0) are scored at T = 1 and give the log-ratio on the greedy completions, not a KL.
@@ -25,13 +25,14 @@ from jalign.eval.models import EvalModel
 from jalign.eval.rewards import SCORE_ROWS, check_vocab
 from jalign.eval.rollouts import Rollouts
 from jalign.eval.sequences import completion_sequences, map_rows
-from jalign.train.forward import sequence_logprobs
+from jalign.losses import masked_sum
+from jalign.train.forward import target_logprobs
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _completion_logprob_sums(graphdef: nnx.GraphDef, params, batch: dict, temperature):
-    logps = sequence_logprobs(graphdef, params, batch, temperature=temperature)
-    return (logps * batch["loss_mask"]).sum(axis=1)
+    out = target_logprobs(graphdef, params, batch, temperature=temperature)
+    return masked_sum(out.logps, out.mask, axis=1)
 
 
 def scoring_temperature(temperature: float) -> float:

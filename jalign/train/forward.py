@@ -10,26 +10,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jalign.data.schemas import TARGET_COLUMNS
-from jalign.losses import (
-    chunked_token_logprobs,
-    last_token_index,
-    shifted_logprobs,
-    token_logprobs,
-)
+from jalign.losses import chunked_token_logprobs, last_token_index, token_logprobs
 from jalign.models import apply, project
 
 SEQUENCE_KEYS = ("input_ids", "positions", "segment_ids", "loss_mask")
 ROW_KEYS = (*SEQUENCE_KEYS, TARGET_COLUMNS)  # a training row's arrays; the last is optional
-
-
-def sequence_logprobs(
-    graphdef: nnx.GraphDef, params: Any, batch: dict, temperature: float = 1.0
-) -> jax.Array:
-    """log p(input_ids[t] | input_ids[<t]) for every t ([B, T], entry 0 is 0), the LM head
-    applied at every position (see `target_logprobs` for the columns a loss reads)."""
-    ids = batch["input_ids"]
-    logits, _ = apply(graphdef, params, ids, batch["positions"], batch["segment_ids"])
-    return shifted_logprobs(logits, ids, temperature)
 
 
 class TargetLogprobs(NamedTuple):
@@ -44,9 +29,14 @@ class TargetLogprobs(NamedTuple):
 
 
 def target_logprobs(
-    graphdef: nnx.GraphDef, params: Any, rows: dict, chunk: int = 0
+    graphdef: nnx.GraphDef,
+    params: Any,
+    rows: dict,
+    chunk: int = 0,
+    temperature: float | jax.Array = 1.0,
 ) -> TargetLogprobs:
-    """log p(target | context) at the columns that predict target tokens.
+    """log p(target | context) at the columns that predict target tokens, of
+    softmax(logits / temperature).
 
     With `target_columns` [N, W] in the rows (the collator adds them: `jalign.data.batching`),
     those W columns of each row; without, every column but the last. A prompt's columns need
@@ -71,10 +61,10 @@ def target_logprobs(
     unembed = lambda h: project(graphdef, params, h)  # noqa: E731
     if chunk > 0:
         return TargetLogprobs(
-            chunked_token_logprobs(hidden, unembed, targets, chunk), mask, None, None
+            chunked_token_logprobs(hidden, unembed, targets, chunk, temperature), mask, None, None
         )
     logits = unembed(hidden)
-    logps, hits = token_logprobs(logits, targets, with_hits=True)
+    logps, hits = token_logprobs(logits, targets, temperature, with_hits=True)
     return TargetLogprobs(logps, mask, logits, hits)
 
 
