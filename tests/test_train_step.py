@@ -1,5 +1,6 @@
 """Pure train step: gradient accumulation equals the big batch; non-finite steps are refused;
-clipping by a given global norm equals optax's; a joint step equals its steps run apart."""
+clipping by a given global norm equals optax's; a joint step, and a scan of them, equal their
+steps run apart."""
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +15,13 @@ from jalign.train.optimizer import (
     learning_rate_schedule,
     make_optimizer,
 )
-from jalign.train.state import compile_step, init_train_state, joint_step, make_train_step
+from jalign.train.state import (
+    compile_step,
+    init_train_state,
+    joint_step,
+    make_train_step,
+    scan_steps,
+)
 
 CFG = TINY_LLAMA
 
@@ -67,9 +74,10 @@ def test_grad_accumulation_matches_big_batch():
     assert moved > 1e-3
 
 
-def test_joint_step_equals_its_steps_apart():
+def test_joint_step_and_its_scan_equal_the_steps_apart():
     """Two models with their own optimizers and batches (PPO's policy and value) compiled as one
-    program, the state donated: the same states and metrics as two separate steps."""
+    program, the state donated: the same states and metrics as two separate steps. Two such
+    steps as one `scan_steps` over stacked batches: the same again, step by step."""
     graphdef, params_a = create_model(CFG, seed=1)
     _, params_b = create_model(CFG, seed=2)
     loss_fn = _token_mean_ce(graphdef)
@@ -89,20 +97,30 @@ def test_joint_step_equals_its_steps_apart():
             for seed, (name, params) in enumerate((("a", params_a), ("b", params_b)))
         }
 
-    batches = {"a": _batch(2), "b": _batch(3)}
+    step_batches = [{"a": _batch(2), "b": _batch(3)}, {"a": _batch(4), "b": _batch(5)}]
     joint = compile_step(joint_step(steps))
     states = fresh()
-    for _ in range(2):
+    losses = {name: [] for name in steps}
+    for batches in step_batches:
         states, metrics = joint(states, batches)
+        for name in steps:
+            losses[name].append(float(metrics[name]["loss"]))
     for name, step in steps.items():
         state = fresh()[name]
-        for _ in range(2):
+        for i, batches in enumerate(step_batches):
             state, apart = jax.jit(step)(state, batches[name])
-        np.testing.assert_allclose(metrics[name]["loss"], apart["loss"], rtol=1e-6)
+            np.testing.assert_allclose(losses[name][i], apart["loss"], rtol=1e-6)
         for a, b in zip(jax.tree.leaves(states[name]), jax.tree.leaves(state), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), states["a"].params, params_a)
     assert max(jax.tree.leaves(moved)) > 1e-3
+
+    stacked = jax.tree.map(lambda *xs: np.stack(xs), *step_batches)
+    scanned, metrics = compile_step(scan_steps(joint_step(steps)))(fresh(), stacked)
+    for name in steps:
+        np.testing.assert_allclose(metrics[name]["loss"], losses[name], rtol=1e-6)
+        for a, b in zip(jax.tree.leaves(scanned[name]), jax.tree.leaves(states[name]), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_nonfinite_step_keeps_state():

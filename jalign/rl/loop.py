@@ -12,9 +12,9 @@ Each iteration (one logged / checkpointed step):
    detached log-probs as the old ones, so its ratio is exactly 1: `jalign.rl.losses`);
 4. advantages (`jalign.rl.advantages`) and the KL coefficient;
 5. update: `rl.epochs` shuffled passes of minibatch steps (`make_train_step`, policy and value
-   each with their own `TrainState` and optimizer, compiled together as one `joint_step`), all
-   dispatched before their metrics are read, so the host prepares the next minibatch while the
-   previous step runs.
+   each with their own `TrainState` and optimizer, compiled together as one `joint_step`), the
+   minibatches stacked and placed on the mesh at once and the steps run as one compiled
+   `scan_steps`, so an update is one dispatch and one read-back of its metrics.
 
 Checkpoints hold both train states plus, as metadata, the prompt iterator's position and the
 KL coefficient; the sampler's and the shuffles' rngs derive from (seed, iteration), so a
@@ -66,6 +66,7 @@ from jalign.train.state import (
     init_train_state,
     joint_step,
     make_train_step,
+    scan_steps,
 )
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ class RLRun:
         self.micro = rl.minibatch_size // cfg.train.grad_accum_steps
         updates = cfg.train.total_steps * rl.epochs * (self.rows // rl.minibatch_size)
         self.put = lambda arrays: shard_batch(arrays, self.mesh)
+        self.put_steps = lambda arrays: shard_batch(arrays, self.mesh, row_axis=1)
 
         policy = load_model(cfg, self.mesh, head="lm")
         self.eos_id = (policy.config.eos_token_ids or (-1,))[0]
@@ -153,10 +155,10 @@ class RLRun:
                 cfg.seed + 1,
             )
         trainees = self._trainees()
-        self._update_step = compile_step(
-            joint_step({name: t.step for name, t in trainees.items()}),
+        self._update_steps = compile_step(
+            scan_steps(joint_step({name: t.step for name, t in trainees.items()})),
             {name: t.shardings for name, t in trainees.items()},
-            batch_sharding(self.mesh),
+            batch_sharding(self.mesh, row_axis=1),
         )
         critic = self.value.model.graphdef if self.value is not None else None
         self._prepare = jax.jit(
@@ -305,31 +307,35 @@ class RLRun:
         return out
 
     def update(self, data: dict[str, np.ndarray], iteration: int) -> dict[str, float]:
-        """`rl.epochs` passes of minibatch steps over `data` ([R, ...] host arrays)."""
+        """`rl.epochs` passes of minibatch steps over `data` ([R, ...] host arrays), run as one
+        compiled scan over the stacked minibatches [steps, minibatch, ...]."""
         mb = self.rl.minibatch_size
         keys = {"policy": ("input_ids", "positions", "segment_ids", "completion_mask")}
         keys["value"] = (*keys["policy"], "old_values", "returns")
         keys["policy"] += ("old_logp", "ref_logp", "advantages", "kl_coef", "on_policy")
+        rows = np.stack(
+            [
+                self._order(iteration, epoch)[start : start + mb]
+                for epoch in range(self.rl.epochs)
+                for start in range(0, self.rows, mb)
+            ]
+        )
+        stacked = {k: v[rows] for k, v in data.items()}
+        stacked["on_policy"] = np.zeros(rows.shape, np.float32)
+        stacked["on_policy"][0] = 1.0  # the first minibatch of the first epoch
         if self.ptx is not None:
             keys["policy"] += tuple(f"ptx_{k}" for k in ROW_KEYS)
+            sft = [next(self.ptx) for _ in range(len(rows))]
+            stacked.update({f"ptx_{k}": np.stack([b[k] for b in sft]) for k in ROW_KEYS})
         trainees = self._trainees()
-        pending = []
-        for epoch in range(self.rl.epochs):
-            order = self._order(iteration, epoch)
-            for start in range(0, self.rows, mb):
-                rows = order[start : start + mb]
-                minibatch = {k: v[rows] for k, v in data.items()}
-                first = float(epoch == 0 and start == 0)
-                minibatch["on_policy"] = np.full((mb,), first, np.float32)
-                if self.ptx is not None:
-                    sft = next(self.ptx)
-                    minibatch.update({f"ptx_{k}": sft[k] for k in ROW_KEYS})
-                batches = {n: self.put({k: minibatch[k] for k in keys[n]}) for n in trainees}
-                states, metrics = self._update_step(self._states(), batches)
-                for name, trainee in trainees.items():
-                    trainee.state = states[name]
-                pending.append(metrics)
-        self.update_metrics = [_step_metrics(m) for m in jax.device_get(pending)]
+        batches = {n: self.put_steps({k: stacked[k] for k in keys[n]}) for n in trainees}
+        states, metrics = self._update_steps(self._states(), batches)
+        for name, trainee in trainees.items():
+            trainee.state = states[name]
+        metrics = jax.device_get(metrics)
+        self.update_metrics = [
+            _step_metrics(jax.tree.map(lambda x, i=i: x[i], metrics)) for i in range(len(rows))
+        ]
         return mean_metrics(self.update_metrics)
 
     def iterate(self, iteration: int) -> dict[str, float]:

@@ -110,18 +110,19 @@ def abstract_mesh(spec: MeshSpec, device_count: int) -> AbstractMesh:
     )
 
 
-def batch_spec() -> PartitionSpec:
-    """Leading (batch) axis split over data x fsdp; the other axes replicated."""
-    return PartitionSpec(BATCH_AXES)
+def batch_spec(row_axis: int = 0) -> PartitionSpec:
+    """The row (batch) axis split over data x fsdp; the other axes replicated. Rows are the
+    leading axis, or axis 1 of a stack of batches [steps, rows, ...] (`row_axis=1`)."""
+    return PartitionSpec(*(None,) * row_axis, BATCH_AXES)
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """`batch_spec()` on `mesh`."""
-    return NamedSharding(mesh, batch_spec())
+def batch_sharding(mesh: Mesh, row_axis: int = 0) -> NamedSharding:
+    """`batch_spec(row_axis)` on `mesh`."""
+    return NamedSharding(mesh, batch_spec(row_axis))
 
 
-def shard_batch(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
-    """Place a host batch onto the mesh, rows split over data x fsdp.
+def shard_batch(batch: Mapping[str, Any], mesh: Mesh, row_axis: int = 0) -> dict[str, jax.Array]:
+    """Place a host batch onto the mesh, rows (axis `row_axis`) split over data x fsdp.
 
     `batch` is the global batch, and with several processes every process passes the same one
     (each reads the same data in the same order): `jax.make_array_from_process_local_data` with
@@ -129,12 +130,12 @@ def shard_batch(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
     exactly the batch a single process with all the devices would. The rows must divide by the
     data x fsdp size.
     """
-    sharding = batch_sharding(mesh)
+    sharding = batch_sharding(mesh, row_axis)
     shards = math.prod(mesh.shape[axis] for axis in BATCH_AXES)
     out = {}
     for name, value in batch.items():
         value = np.asarray(value)
-        if value.ndim == 0 or value.shape[0] % shards:
+        if value.ndim <= row_axis or value.shape[row_axis] % shards:
             raise JalignError(
                 f"batch field {name!r} has shape {value.shape}: its rows must divide by the "
                 f"{shards} data x fsdp shards of the mesh; make the batch size a multiple of "

@@ -183,6 +183,14 @@ def test_shard_batch_splits_rows_over_data_and_fsdp():
         JalignError, match=r"'input_ids' has shape \(6, 4\): its rows must divide by the 4"
     ):
         shard_batch({"input_ids": np.zeros((6, 4), np.int32)}, mesh)
+    # A stack of 3 steps' batches: the steps stay whole on every device, the rows split.
+    stacked = shard_batch({"input_ids": np.stack([ids, ids + 100, ids + 200])}, mesh, row_axis=1)
+    assert stacked["input_ids"].sharding.spec == batch_spec(row_axis=1) == P(None, ("data", "fsdp"))
+    shards = stacked["input_ids"].addressable_shards
+    assert {s.data.shape for s in shards} == {(3, 2, 4)}
+    assert sorted({tuple(s.data[:, 0, 0].tolist()) for s in shards})[0] == (0, 100, 200)
+    with pytest.raises(JalignError, match=r"shape \(2, 6, 4\): its rows must divide by the 4"):
+        shard_batch({"input_ids": np.zeros((2, 6, 4), np.int32)}, mesh, row_axis=1)
 
 
 def test_constrain_under_use_mesh_shards_activations_and_retraces():
