@@ -290,6 +290,22 @@ def test_seeds_reproduce_and_n_rows_per_prompt(tiny):
         assert len({tuple(r) for r in np.asarray(a.tokens[rows])}) > 1  # the 4 samples differ
 
 
+def test_n_samples_of_a_prompt_equal_the_prompt_repeated_n_times(tiny):
+    """Each prompt is prefilled once and its n rows continue from copies of its cache and first
+    logits: that must give the completions of n = 1 on the prompt list repeated n times (the
+    draws depend only on the rng, the step and the row), row for row."""
+    graphdef, params = tiny
+    key = jax.random.key(3)
+    shared = generate(graphdef, params, make_prompt_batch(PROMPTS), TRUNCATED, key)
+    repeated = [p for p in PROMPTS for _ in range(TRUNCATED.n)]
+    single = dataclasses.replace(TRUNCATED, n=1)
+    apart = generate(graphdef, params, make_prompt_batch(repeated), single, key)
+    np.testing.assert_array_equal(shared.tokens, apart.tokens)
+    np.testing.assert_array_equal(shared.prompt_ids, apart.prompt_ids)
+    np.testing.assert_allclose(shared.logprobs, apart.logprobs, atol=1e-6)
+    assert len({tuple(r) for r in np.asarray(shared.tokens[: TRUNCATED.n])}) > 1
+
+
 def test_second_call_with_same_shapes_does_not_compile(tiny):
     graphdef, params = tiny
     compiles = []

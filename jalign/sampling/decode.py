@@ -2,9 +2,11 @@
 
 One compiled program per (graphdef, batch, prompt width, mesh, static parts of the
 `SamplingParams`: greedy or not, top_k, whether top_p < 1 and min_p > 0, n, max_new_tokens, the
-number of EOS ids): prefill all prompts in one `apply` call that fills a `KVCache` of
-P + max_new_tokens - 1 slots, then decode one token per step in a `lax.while_loop` that stops when
-every row has emitted an EOS or max_new_tokens tokens. Params, prompts, rng, the EOS ids and the
+number of EOS ids): prefill the prompts in one `apply` call that fills a `KVCache` of
+P + max_new_tokens - 1 slots, each prompt once however many samples it gets (its n rows then
+start from copies of its cache: with GRPO's n = 8 the prefill does an eighth of the work), then
+decode one token per step in a `lax.while_loop` that stops when every row has emitted an EOS or
+max_new_tokens tokens. Params, prompts, rng, the EOS ids and the
 temperature / top_p / min_p values are traced arguments, so new weights, new prompts of the same
 shape or new values of those settings reuse the compiled program.
 
@@ -108,18 +110,28 @@ def _build_decoder(graphdef: nnx.GraphDef, cfg: ModelConfig, spec: _DecodeSpec, 
         return x if mesh is None else constrain(x, _rows_sharding(mesh, x.ndim))
 
     def decode(params: Params, input_ids, prompt_mask, eos_ids, rng, knobs: Knobs) -> SampleOutput:
-        prompt_ids = rows(jnp.repeat(input_ids.astype(jnp.int32), spec.n, axis=0))
-        prompt_mask = rows(jnp.repeat(prompt_mask.astype(jnp.int32), spec.n, axis=0))
-        num_rows, width = prompt_ids.shape
+        input_ids, prompt_mask = input_ids.astype(jnp.int32), prompt_mask.astype(jnp.int32)
+        batch, width = input_ids.shape
         kv_shardings = None if mesh is None else cache_sharding(mesh, cfg)
-        cache = constrain(KVCache.init(cfg, num_rows, width + max_new - 1), kv_shardings)
+        cache = KVCache.init(cfg, batch, width + max_new - 1)
+        if mesh is not None and batch % _row_shards(mesh) == 0:
+            cache = constrain(cache, kv_shardings)
 
+        # Each prompt is prefilled once; its n rows start from copies of its cache and logits.
         positions = jnp.maximum(jnp.cumsum(prompt_mask, axis=1) - 1, 0)
         hidden, cache = apply(
-            graphdef, params, prompt_ids, positions, prompt_mask, cache, 0, return_hidden=True
+            graphdef, params, input_ids, positions, prompt_mask, cache, 0, return_hidden=True
         )
         kernel = head_kernel(graphdef, params)  # transposed once, not once per step
         logits = project(graphdef, params, hidden[:, -1], kernel)
+
+        def per_sample(x):
+            return jnp.repeat(x, spec.n, axis=0)
+
+        cache = constrain(jax.tree.map(per_sample, cache), kv_shardings)
+        logits = rows(per_sample(logits))
+        prompt_ids, prompt_mask = rows(per_sample(input_ids)), rows(per_sample(prompt_mask))
+        num_rows = batch * spec.n
         prompt_lengths = prompt_mask.sum(axis=1)
 
         def choose(logits, step, done):
