@@ -245,7 +245,8 @@ def test_long_decode_reading_cache_prefixes_matches_teacher_forcing():
 
 
 def test_scanned_stack_decodes_like_the_list_of_layers(tiny):
-    """The scanned model keeps its cache stacked over layers; same weights, same completions."""
+    """The scanned model keeps its cache stacked over layers; same weights, same completions,
+    greedy and with n samples per prompt."""
     graphdef, params = tiny
     scanned_graphdef, _ = create_model(dataclasses.replace(TINY, scan_layers=True))
     layers = [params["layers"][i] for i in range(TINY.num_layers)]
@@ -253,6 +254,12 @@ def test_scanned_stack_decodes_like_the_list_of_layers(tiny):
     prompts = make_prompt_batch(PROMPTS)
     expected = generate(graphdef, params, prompts, GREEDY)
     out = generate(scanned_graphdef, scanned, prompts, GREEDY)
+    np.testing.assert_array_equal(out.tokens, expected.tokens)
+    np.testing.assert_allclose(out.logprobs, expected.logprobs, atol=1e-5)
+    # n = 4 samples per prompt: the stacked cache's rows (its axis 1) are copied, not its layers.
+    key = jax.random.key(2)
+    expected = generate(graphdef, params, prompts, TRUNCATED, key)
+    out = generate(scanned_graphdef, scanned, prompts, TRUNCATED, key)
     np.testing.assert_array_equal(out.tokens, expected.tokens)
     np.testing.assert_allclose(out.logprobs, expected.logprobs, atol=1e-5)
 

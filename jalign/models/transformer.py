@@ -74,6 +74,21 @@ class KVCache:
     def max_len(self) -> int:
         return self.positions.shape[1]
 
+    def repeat_rows(self, n: int) -> KVCache:
+        """Each row repeated n times: rows [i*n, (i+1)*n) are copies of row i (rows are axis 1
+        of the keys / values stacked over layers, axis 0 everywhere else)."""
+        kv_axis = 0 if isinstance(self.k, tuple) else 1
+
+        def repeat(x: jax.Array, axis: int) -> jax.Array:
+            return jnp.repeat(x, n, axis=axis)
+
+        return KVCache(
+            k=jax.tree.map(lambda x: repeat(x, kv_axis), self.k),
+            v=jax.tree.map(lambda x: repeat(x, kv_axis), self.v),
+            positions=repeat(self.positions, 0),
+            segment_ids=repeat(self.segment_ids, 0),
+        )
+
 
 class DecoderLM(nnx.Module):
     """Embeddings, a stack of `Block`s (a Python list, or one stacked block run with

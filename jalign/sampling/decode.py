@@ -6,9 +6,9 @@ number of EOS ids): prefill the prompts in one `apply` call that fills a `KVCach
 P + max_new_tokens - 1 slots, each prompt once however many samples it gets (its n rows then
 start from copies of its cache: with GRPO's n = 8 the prefill does an eighth of the work), then
 decode one token per step in a `lax.while_loop` that stops when every row has emitted an EOS or
-max_new_tokens tokens. Params, prompts, rng, the EOS ids and the
-temperature / top_p / min_p values are traced arguments, so new weights, new prompts of the same
-shape or new values of those settings reuse the compiled program.
+max_new_tokens tokens. Params, prompts, rng, the EOS ids and the temperature / top_p / min_p
+values are traced arguments, so new weights, new prompts of the same shape or new values of those
+settings reuse the compiled program.
 
 Row layout: prompt i is repeated n times, rows [i*n, (i+1)*n). Prompt token positions are
 cumsum(mask) - 1; completion token j of a row sits at position (prompt length of the row) + j.
@@ -128,7 +128,7 @@ def _build_decoder(graphdef: nnx.GraphDef, cfg: ModelConfig, spec: _DecodeSpec, 
         def per_sample(x):
             return jnp.repeat(x, spec.n, axis=0)
 
-        cache = constrain(jax.tree.map(per_sample, cache), kv_shardings)
+        cache = constrain(cache.repeat_rows(spec.n), kv_shardings)
         logits = rows(per_sample(logits))
         prompt_ids, prompt_mask = rows(per_sample(input_ids)), rows(per_sample(prompt_mask))
         num_rows = batch * spec.n
