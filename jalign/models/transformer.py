@@ -78,16 +78,12 @@ class KVCache:
         """Each row repeated n times: rows [i*n, (i+1)*n) are copies of row i (rows are axis 1
         of the keys / values stacked over layers, axis 0 everywhere else)."""
         kv_axis = 0 if isinstance(self.k, tuple) else 1
-
-        def repeat(x: jax.Array, axis: int) -> jax.Array:
-            return jnp.repeat(x, n, axis=axis)
-
-        return KVCache(
-            k=jax.tree.map(lambda x: repeat(x, kv_axis), self.k),
-            v=jax.tree.map(lambda x: repeat(x, kv_axis), self.v),
-            positions=repeat(self.positions, 0),
-            segment_ids=repeat(self.segment_ids, 0),
+        k, v = jax.tree.map(lambda x: jnp.repeat(x, n, axis=kv_axis), (self.k, self.v))
+        positions, segment_ids = (
+            jnp.repeat(self.positions, n, 0),
+            jnp.repeat(self.segment_ids, n, 0),
         )
+        return KVCache(k=k, v=v, positions=positions, segment_ids=segment_ids)
 
 
 class DecoderLM(nnx.Module):
