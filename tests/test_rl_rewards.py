@@ -104,6 +104,18 @@ def test_config_errors_name_key_and_allowed_values(tmp_path):
     cfg = load_config(_config(tmp_path, ["cfg.rl.minibatch_size = 7"]), schema=rl_schema("grpo"))
     with pytest.raises(JalignError, match=re.escape("'rl.minibatch_size'=7 must divide")):
         check_sizes(cfg)
+    # 8 prompts x n = 6 rows: 12-row minibatches split into 3 micro-batches of 4 rows
+    split = [
+        "cfg.rl.n = 6",
+        "cfg.rl.minibatch_size = 12",
+        "cfg.train = ml_collections.ConfigDict()",
+    ]
+    split.append("cfg.train.grad_accum_steps = 3")
+    cfg = load_config(_config(tmp_path, split), schema=rl_schema("grpo"))
+    with pytest.raises(JalignError, match=r"'rl.share_prompt_forward'=True.*micro-batch .* 4 rows"):
+        check_sizes(cfg)
+    cfg.rl.share_prompt_forward = False
+    check_sizes(cfg)
     with pytest.raises(JalignError, match=r"'rl\.kl_cof'"):
         load_config(_config(tmp_path, ["cfg.rl.kl_cof = 0.1"]), schema=rl_schema("grpo"))
 

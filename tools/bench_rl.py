@@ -21,6 +21,13 @@ Two like-for-like pairs:
   beta = kl_coef, token-mean loss, no value model) vs TRL 1.16.0's `GRPOTrainer`; both recompute
   the old log-probs with a forward pass (TRL does with num_iterations > 1).
 
+jalign runs with its defaults, `rl.share_prompt_forward` among them: each prompt goes through a
+model once for its n samples (its keys / values cached and read by the n completions) in the
+forward passes and the update steps, and minibatches hold whole groups; TRL runs every row in
+full and shuffles single rows. The work asked of both is the same (same rows, same outputs up to
+float rounding); jalign's way to it takes 37% fewer model tokens on these shapes (see
+docs/algorithms/rl.md). `--no-share` runs jalign with it off.
+
 Models: the demo task's Llama config (jalign/demo/assets, with its tokenizer), random init,
 saved offline as HF folders: a `LlamaForCausalLM` (policy; the reference is a copy of it) and a
 `LlamaForSequenceClassification` with one label (reward model, and PPO's value model), read by
@@ -347,6 +354,9 @@ def report(name: str, result: Result) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer timed iterations")
+    parser.add_argument(
+        "--no-share", action="store_true", help="jalign with rl.share_prompt_forward=False"
+    )
     parser.add_argument(PEER_FLAG, help=argparse.SUPPRESS)  # child process: TRL's side only
     args = parser.parse_args()
     shape = Shape(16, 4, 32, 2, 12, 16, warmup=2, timed=4 if args.quick else 10)
@@ -371,7 +381,7 @@ def main() -> None:
         f"every number here); {shape.prompts} prompts x {shape.n} completions, "
         f"{shape.new_tokens} new tokens, {shape.epochs} epochs x {shape.rows // shape.minibatch} "
         f"minibatches of {shape.minibatch} rows; median of {shape.timed} iterations after "
-        f"{shape.warmup} warmup"
+        f"{shape.warmup} warmup; jalign rl.share_prompt_forward={not args.no_share}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -383,6 +393,7 @@ def main() -> None:
         results = {}
         for command in ("grpo", "ppo"):
             cfg = jalign_config(command, shape, policy, reward, data, root / command)
+            cfg.rl.share_prompt_forward = not args.no_share
             results[f"jalign {command.upper()}"] = bench_jalign(cfg, shape)
         for command in ("grpo", "ppo"):
             request = {

@@ -9,60 +9,91 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from jalign.losses import token_entropy, token_logprobs
-from jalign.models import apply, project
+from jalign.models import KVCache, apply, project
 
 
-def _completion_outputs(graphdef: nnx.GraphDef, params: Any, batch: dict) -> jax.Array:
+def _completion_outputs(
+    graphdef: nnx.GraphDef, params: Any, batch: dict, group: int = 1
+) -> jax.Array:
     """The head's outputs at the N columns that predict the completion tokens ([B, N, ...]):
     the prompt's columns run through the model (the completion attends to them) but not
-    through the head, which for an LM is a [D, V] matmul and a log-softmax per column."""
+    through the head, which for an LM is a [D, V] matmul and a log-softmax per column.
+
+    group > 1: rows [i*group, (i+1)*group) share one prompt (a group of samples, as the sampler
+    lays them out), which then runs through the model once per group: its keys and values fill
+    a `KVCache` that the group's rows copy, and their completions run as a second chunk that
+    attends to it, as a decode step does. The same attention, so the same outputs up to float
+    rounding, and for a gradient the prompt's share is summed over the group by autodiff; with
+    P prompt and N completion columns the model runs on B/group x P + B x (N - 1) tokens
+    instead of B x (P + N). The last completion token is not run: nothing reads its output.
+    """
     width = batch["completion_mask"].shape[1]
     ids, pos, seg = batch["input_ids"], batch["positions"], batch["segment_ids"]
-    hidden, _ = apply(graphdef, params, ids, pos, seg, return_hidden=True)
-    start = ids.shape[1] - width - 1
-    return project(graphdef, params, hidden[:, start : start + width])
+    prompt = ids.shape[1] - width
+    if group == 1:
+        hidden, _ = apply(graphdef, params, ids, pos, seg, return_hidden=True)
+        return project(graphdef, params, hidden[:, prompt - 1 : prompt - 1 + width])
+    model = nnx.merge(graphdef, params)
+    cache = KVCache.init(model.cfg, ids.shape[0] // group, ids.shape[1] - 1)
+    first = slice(None, None, group)  # one row per group
+    hidden, cache = model(
+        ids[first, :prompt], pos[first, :prompt], seg[first, :prompt], cache, 0, return_hidden=True
+    )
+    hidden = jnp.repeat(hidden[:, -1:], group, axis=0)  # predicts completion token 0
+    if width > 1:
+        rest = slice(prompt, -1)
+        cache = cache.repeat_rows(group)
+        completion, _ = model(ids[:, rest], pos[:, rest], seg[:, rest], cache, prompt, True)
+        hidden = jnp.concatenate([hidden, completion], axis=1)
+    return model.project(hidden)
 
 
 def policy_logprobs(
-    graphdef: nnx.GraphDef, params: Any, batch: dict, temperature: float
+    graphdef: nnx.GraphDef, params: Any, batch: dict, temperature: float, group: int = 1
 ) -> tuple[jax.Array, jax.Array]:
     """log pi(y_t | x, y_<t) and the entropy of pi(. | x, y_<t), both [B, N] float32, with
     pi = softmax(logits / temperature): the distribution the sampler drew from (no top-k /
     top-p truncation), so a rollout's logprobs recomputed with unchanged params equal the
-    sampler's up to float rounding."""
-    logits = _completion_outputs(graphdef, params, batch)
+    sampler's up to float rounding. `group`: rows per shared prompt (`_completion_outputs`)."""
+    logits = _completion_outputs(graphdef, params, batch, group)
     targets = batch["input_ids"][:, -batch["completion_mask"].shape[1] :]
     return token_logprobs(logits, targets, temperature), token_entropy(logits, temperature)
 
 
-def token_values(graphdef: nnx.GraphDef, params: Any, batch: dict) -> jax.Array:
-    """V(x, y_<t) [B, N] from a scalar-head model: the value of the state before token t."""
-    return _completion_outputs(graphdef, params, batch).astype(jax.numpy.float32)
+def token_values(graphdef: nnx.GraphDef, params: Any, batch: dict, group: int = 1) -> jax.Array:
+    """V(x, y_<t) [B, N] from a scalar-head model: the value of the state before token t.
+    `group`: rows per shared prompt (`_completion_outputs`)."""
+    return _completion_outputs(graphdef, params, batch, group).astype(jnp.float32)
 
 
 def rollout_forward(
     policy: nnx.GraphDef,
     critic: nnx.GraphDef | None,
     temperature: float,
+    group: int,
     params: tuple[Any, Any, Any],
     batch: dict,
 ) -> dict[str, jax.Array]:
     """What an RL iteration needs from its models before the update, for rollout rows:
     old_logp and entropy (the policy: skipped when its params are None, the sampler's log-probs
     standing in), ref_logp (the reference) and, with a critic, old_values.
-    `params` = (policy or None, reference, critic or None). Jitted as one program, XLA
-    interleaves the independent forward passes."""
+    `params` = (policy or None, reference, critic or None); `group`: rows per shared prompt
+    (`_completion_outputs`). Jitted as one program, XLA interleaves the independent forward
+    passes."""
     policy_params, reference_params, critic_params = params
-    ref_logp, _ = policy_logprobs(policy, reference_params, batch, temperature)
+    ref_logp, _ = policy_logprobs(policy, reference_params, batch, temperature, group)
     out = {"ref_logp": ref_logp}
     if policy_params is not None:
-        out["old_logp"], out["entropy"] = policy_logprobs(policy, policy_params, batch, temperature)
+        out["old_logp"], out["entropy"] = policy_logprobs(
+            policy, policy_params, batch, temperature, group
+        )
     if critic is not None:
-        out["old_values"] = token_values(critic, critic_params, batch)
+        out["old_values"] = token_values(critic, critic_params, batch, group)
     return out
 
 

@@ -45,7 +45,7 @@ from jalign.rl.losses import make_policy_loss, make_value_loss
 from jalign.rl.metrics import PhaseTimer, mean_metrics, rollout_metrics
 from jalign.rl.rewards import combine, shape_scores
 from jalign.rl.rollout import Rollout, build_rollout
-from jalign.rl.schema import check_sizes
+from jalign.rl.schema import check_sizes, prompt_group
 from jalign.rl.setup import FrozenParams, cast_frozen, reward_sources, value_model
 from jalign.sampling import PromptBatch, SamplingParams, generate
 from jalign.sharding import batch_sharding, make_mesh, shard_batch
@@ -97,6 +97,13 @@ def _trainee(cfg, model: LoadedModel, loss_fn, lr: float, updates: int, seed: in
         loss_fn, optimizer, cfg.train.grad_accum_steps, learning_rate_schedule(opt_cfg)
     )
     return _Trainee(model, state, step, shardings)
+
+
+def shuffled_rows(rng: np.random.Generator, rows: int, group: int) -> np.ndarray:
+    """A random order of `rows` rows that keeps each group of `group` consecutive rows (one
+    prompt's samples) together and in order; group 1 is `rng.permutation(rows)`."""
+    groups = rng.permutation(rows // group)
+    return (groups[:, None] * group + np.arange(group)).reshape(-1)
 
 
 def _step_metrics(metrics: dict[str, dict]) -> dict:
@@ -162,7 +169,9 @@ class RLRun:
         )
         critic = self.value.model.graphdef if self.value is not None else None
         self._prepare = jax.jit(
-            functools.partial(rollout_forward, policy.graphdef, critic, rl.temperature)
+            functools.partial(
+                rollout_forward, policy.graphdef, critic, rl.temperature, prompt_group(rl)
+            )
         )
         self.rewards = reward_sources(cfg, self.mesh, self.micro, self.put, rl.rewards)
         self.monitors = reward_sources(cfg, self.mesh, self.micro, self.put, rl.monitor_rewards)
@@ -227,9 +236,11 @@ class RLRun:
         log.info("resumed %s at iteration %d", self.run_dir, self.iteration)
 
     def _order(self, iteration: int, epoch: int) -> np.ndarray:
-        """Row order of `epoch`'s minibatches (a fixed function of seed, iteration, epoch)."""
+        """Row order of `epoch`'s minibatches (a fixed function of seed, iteration, epoch):
+        a shuffle of the rows, or with rl.share_prompt_forward of the prompts' groups of
+        rl.n rows, each group kept whole and in order."""
         rng = np.random.default_rng([self.cfg.seed, iteration, epoch])
-        return rng.permutation(self.rows)
+        return shuffled_rows(rng, self.rows, prompt_group(self.rl))
 
     # --- phases ------------------------------------------------------------------------
     def rollout(self, iteration: int) -> Rollout:

@@ -33,17 +33,18 @@ from jalign.losses import (
     sft_loss,
 )
 from jalign.rl.forward import policy_logprobs, token_values
+from jalign.rl.schema import prompt_group
 from jalign.train.forward import row_keys, target_logprobs
 from jalign.train.state import LossFn
 
 
 def make_policy_loss(graphdef: nnx.GraphDef, rl: ml_collections.ConfigDict) -> LossFn:
-    mode = rl.loss_aggregation
+    mode, group = rl.loss_aggregation, prompt_group(rl)
 
     def loss_fn(params: Any, frozen: Any, batch: dict, rng: Any):
         del frozen, rng
         mask = batch["completion_mask"]
-        logp, entropy = policy_logprobs(graphdef, params, batch, rl.temperature)
+        logp, entropy = policy_logprobs(graphdef, params, batch, rl.temperature, group)
         on_policy = batch["on_policy"][:, None] > 0
         old_logp = jnp.where(on_policy, jax.lax.stop_gradient(logp), batch["old_logp"])
         per_token, stats = ppo_policy_loss(
@@ -87,12 +88,12 @@ def make_policy_loss(graphdef: nnx.GraphDef, rl: ml_collections.ConfigDict) -> L
 
 
 def make_value_loss(graphdef: nnx.GraphDef, rl: ml_collections.ConfigDict) -> LossFn:
-    mode = rl.loss_aggregation
+    mode, group = rl.loss_aggregation, prompt_group(rl)
 
     def loss_fn(params: Any, frozen: Any, batch: dict, rng: Any):
         del frozen, rng
         mask = batch["completion_mask"]
-        values = token_values(graphdef, params, batch)
+        values = token_values(graphdef, params, batch, group)
         per_token, stats = ppo_value_loss(
             values, batch["old_values"], batch["returns"], mask, rl.value_clip_eps
         )

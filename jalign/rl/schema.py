@@ -33,6 +33,11 @@ def rl_section(command: str) -> ml_collections.ConfigDict:
             # Advantages: "gae" (PPO with a value model) or a critic-free group estimator.
             "estimator": "gae" if ppo else "grpo",
             "n": 4 if ppo else 8,  # completions per prompt (a group)
+            # Run each prompt through a model once for its group of n rows (its keys / values
+            # cached and read by the n completions, `jalign.rl.forward`), in every forward and
+            # update step; minibatches then hold whole groups (shuffled as groups). Needs the
+            # micro-batch (minibatch_size / grad_accum_steps) to be a multiple of n.
+            "share_prompt_forward": True,
             "minibatch_size": 32,  # rows per optimizer step
             "epochs": 1,  # passes over each rollout batch
             "temperature": 1.0,  # sampling temperature; logprobs use the same one
@@ -138,6 +143,11 @@ def rl_schema(command: str) -> Schema:
     )
 
 
+def prompt_group(rl: ml_collections.ConfigDict) -> int:
+    """Rows that share one prompt forward pass: rl.n with rl.share_prompt_forward, else 1."""
+    return rl.n if rl.share_prompt_forward else 1
+
+
 def check_sizes(cfg: ml_collections.ConfigDict) -> None:
     """Cross-key checks the schema cannot express."""
     rl = cfg.rl
@@ -151,6 +161,13 @@ def check_sizes(cfg: ml_collections.ConfigDict) -> None:
         raise JalignError(
             f"config key 'train.grad_accum_steps'={cfg.train.grad_accum_steps} must divide "
             f"rl.minibatch_size={rl.minibatch_size}"
+        )
+    micro = rl.minibatch_size // cfg.train.grad_accum_steps
+    if micro % prompt_group(rl):
+        raise JalignError(
+            f"config key 'rl.share_prompt_forward'=True needs whole groups of rl.n={rl.n} rows "
+            f"in each micro-batch of rl.minibatch_size / train.grad_accum_steps = {micro} rows; "
+            "allowed: a micro-batch that is a multiple of rl.n, or share_prompt_forward=False"
         )
     if rl.reward_weights and len(rl.reward_weights) != len(rl.rewards):
         raise JalignError(
