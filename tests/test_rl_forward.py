@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from jalign.models import create_model, from_hf_dict
-from jalign.rl.forward import policy_logprobs, token_values
+from jalign.rl.forward import last_token_scores, policy_logprobs, token_values
 from jalign.rl.loop import shuffled_rows
+from jalign.train.forward import sequence_rewards
 
 TINY = from_hf_dict(
     dict(
@@ -75,13 +76,16 @@ def test_shared_prompt_gives_the_full_forward_and_its_gradient(scan_layers):
     np.testing.assert_allclose(flat, flat_full, atol=1e-5 * float(jnp.abs(flat_full).max()))
 
 
-def test_shared_prompt_values_of_a_scalar_head():
+def test_shared_prompt_values_and_rewards_of_a_scalar_head():
     graphdef, params = create_model(TINY, head="scalar", seed=2)
     mask = BATCH["completion_mask"]
     values = token_values(graphdef, params, BATCH, N)
-    np.testing.assert_allclose(
-        values * mask, token_values(graphdef, params, BATCH) * mask, atol=2e-5
-    )
+    full = token_values(graphdef, params, BATCH)
+    np.testing.assert_allclose(values * mask, full * mask, atol=2e-5)
+    # the reward at each row's last real token: its last completion token (lengths 1 to 6)
+    rewards = last_token_scores(graphdef, params, BATCH, N)
+    np.testing.assert_allclose(rewards, sequence_rewards(graphdef, params, BATCH), atol=2e-5)
+    assert len(set(np.round(np.asarray(rewards), 4))) == len(rewards)
 
 
 def test_one_new_token_needs_no_completion_chunk():

@@ -17,12 +17,14 @@ from jalign.losses import token_entropy, token_logprobs
 from jalign.models import KVCache, apply, project
 
 
-def _completion_outputs(
-    graphdef: nnx.GraphDef, params: Any, batch: dict, group: int = 1
+def completion_outputs(
+    graphdef: nnx.GraphDef, params: Any, batch: dict, group: int = 1, last: bool = False
 ) -> jax.Array:
-    """The head's outputs at the N columns that predict the completion tokens ([B, N, ...]):
-    the prompt's columns run through the model (the completion attends to them) but not
-    through the head, which for an LM is a [D, V] matmul and a log-softmax per column.
+    """The head's outputs at the N columns that predict the completion tokens ([B, N, ...]),
+    with `last` also at the final column ([B, N + 1, ...]: index t is the output after
+    completion token t - 1, i.e. after the prompt for t = 0). The prompt's columns run through
+    the model (the completion attends to them) but not through the head, which for an LM is a
+    [D, V] matmul and a log-softmax per column.
 
     group > 1: rows [i*group, (i+1)*group) share one prompt (a group of samples, as the sampler
     lays them out), which then runs through the model once per group: its keys and values fill
@@ -30,23 +32,24 @@ def _completion_outputs(
     attends to it, as a decode step does. The same attention, so the same outputs up to float
     rounding, and for a gradient the prompt's share is summed over the group by autodiff; with
     P prompt and N completion columns the model runs on B/group x P + B x (N - 1) tokens
-    instead of B x (P + N). The last completion token is not run: nothing reads its output.
+    instead of B x (P + N) (the last completion token runs only for `last`).
     """
     width = batch["completion_mask"].shape[1]
     ids, pos, seg = batch["input_ids"], batch["positions"], batch["segment_ids"]
     prompt = ids.shape[1] - width
+    stop = ids.shape[1] if last else ids.shape[1] - 1  # the columns whose outputs are read
     if group == 1:
         hidden, _ = apply(graphdef, params, ids, pos, seg, return_hidden=True)
-        return project(graphdef, params, hidden[:, prompt - 1 : prompt - 1 + width])
+        return project(graphdef, params, hidden[:, prompt - 1 : stop])
     model = nnx.merge(graphdef, params)
-    cache = KVCache.init(model.cfg, ids.shape[0] // group, ids.shape[1] - 1)
+    cache = KVCache.init(model.cfg, ids.shape[0] // group, stop)
     first = slice(None, None, group)  # one row per group
     hidden, cache = model(
         ids[first, :prompt], pos[first, :prompt], seg[first, :prompt], cache, 0, return_hidden=True
     )
     hidden = jnp.repeat(hidden[:, -1:], group, axis=0)  # predicts completion token 0
-    if width > 1:
-        rest = slice(prompt, -1)
+    if stop > prompt:
+        rest = slice(prompt, stop)
         cache = cache.repeat_rows(group)
         completion, _ = model(ids[:, rest], pos[:, rest], seg[:, rest], cache, prompt, True)
         hidden = jnp.concatenate([hidden, completion], axis=1)
@@ -59,16 +62,26 @@ def policy_logprobs(
     """log pi(y_t | x, y_<t) and the entropy of pi(. | x, y_<t), both [B, N] float32, with
     pi = softmax(logits / temperature): the distribution the sampler drew from (no top-k /
     top-p truncation), so a rollout's logprobs recomputed with unchanged params equal the
-    sampler's up to float rounding. `group`: rows per shared prompt (`_completion_outputs`)."""
-    logits = _completion_outputs(graphdef, params, batch, group)
+    sampler's up to float rounding. `group`: rows per shared prompt (`completion_outputs`)."""
+    logits = completion_outputs(graphdef, params, batch, group)
     targets = batch["input_ids"][:, -batch["completion_mask"].shape[1] :]
     return token_logprobs(logits, targets, temperature), token_entropy(logits, temperature)
 
 
 def token_values(graphdef: nnx.GraphDef, params: Any, batch: dict, group: int = 1) -> jax.Array:
     """V(x, y_<t) [B, N] from a scalar-head model: the value of the state before token t.
-    `group`: rows per shared prompt (`_completion_outputs`)."""
-    return _completion_outputs(graphdef, params, batch, group).astype(jnp.float32)
+    `group`: rows per shared prompt (`completion_outputs`)."""
+    return completion_outputs(graphdef, params, batch, group).astype(jnp.float32)
+
+
+def last_token_scores(
+    graphdef: nnx.GraphDef, params: Any, batch: dict, group: int = 1
+) -> jax.Array:
+    """A scalar-head model's output at each row's last real token, the end of its completion
+    (a reward model's reward), float32 [B]; `group` as in `completion_outputs`."""
+    outputs = completion_outputs(graphdef, params, batch, group, last=True)
+    lengths = batch["completion_mask"].sum(axis=1).astype(jnp.int32)
+    return jnp.take_along_axis(outputs, lengths[:, None], axis=1)[:, 0].astype(jnp.float32)
 
 
 def rollout_forward(
@@ -83,7 +96,7 @@ def rollout_forward(
     old_logp and entropy (the policy: skipped when its params are None, the sampler's log-probs
     standing in), ref_logp (the reference) and, with a critic, old_values.
     `params` = (policy or None, reference, critic or None); `group`: rows per shared prompt
-    (`_completion_outputs`). Jitted as one program, XLA interleaves the independent forward
+    (`completion_outputs`). Jitted as one program, XLA interleaves the independent forward
     passes."""
     policy_params, reference_params, critic_params = params
     ref_logp, _ = policy_logprobs(policy, reference_params, batch, temperature, group)

@@ -25,8 +25,8 @@ from flax import nnx
 from jalign.errors import JalignError
 from jalign.eval.rewards import import_callable, text_scorer
 from jalign.losses import normalize_scores, penalize_missing_eos
+from jalign.rl.forward import last_token_scores
 from jalign.rl.rollout import Rollout
-from jalign.train.forward import sequence_rewards
 
 FUNCTION = "function"
 MODEL = "model"
@@ -59,21 +59,25 @@ class FunctionReward:
 
 @dataclasses.dataclass
 class ModelReward:
-    """A trained reward model read at each row's last real token (`sequence_rewards`), jitted
-    once; rows are scored in chunks of `chunk` rows (one compiled shape)."""
+    """A trained reward model read at each row's last real token (`last_token_scores`), jitted
+    once; rows are scored in chunks of `chunk` rows (one compiled shape), each group of `group`
+    rows running its shared prompt once (`jalign.rl.forward.completion_outputs`)."""
 
     name: str
     graphdef: nnx.GraphDef
     params: Any
     chunk: int
     put: Callable[[dict], dict]
+    group: int = 1
 
     def __post_init__(self) -> None:
-        self._score = jax.jit(lambda p, batch: sequence_rewards(self.graphdef, p, batch))
+        self._score = jax.jit(
+            lambda p, batch: last_token_scores(self.graphdef, p, batch, self.group)
+        )
 
     def __call__(self, rollout: Rollout) -> np.ndarray:
         sequences = rollout.sequences()
-        keys = ("input_ids", "positions", "segment_ids")
+        keys = ("input_ids", "positions", "segment_ids", "completion_mask")
         out = []  # every chunk dispatched before the first is read back
         for start in range(0, rollout.rows, self.chunk):
             rows = slice(start, start + self.chunk)

@@ -32,6 +32,7 @@ from jalign.rl.rewards import (
     parse_spec,
 )
 from jalign.rl.rollout import Rollout
+from jalign.rl.schema import prompt_group
 from jalign.train.model_setup import LoadedModel, load_model
 
 HOST_MEMORY = "pinned_host"
@@ -113,7 +114,8 @@ def reward_sources(
                 cast_frozen(model.params, cfg.rl.frozen_dtype), cfg.rl.offload_frozen
             )
             name = "rm" if not any(s.name == "rm" for s in sources) else f"rm{len(sources)}"
-            sources.append(FrozenModelReward(name, model.graphdef, None, chunk, put, frozen))
+            group = prompt_group(cfg.rl)
+            sources.append(FrozenModelReward(name, model.graphdef, None, chunk, put, group, frozen))
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise JalignError(f"rewards {names} have repeated names; allowed: each reward once")
