@@ -4,11 +4,12 @@
 python -m jalign.tasks.arithmetic --out runs/smollm2_arith/data
 jalign grpo --config configs/smollm2_grpo_arithmetic.py
 
-Measured (12 iterations of 4 prompts x 8 samples, 12 min on 2 CPU cores under load): greedy
-exact-answer accuracy on 200 held-out questions 21.0% -> 27.5%, answers ending with EOS 70% ->
-88% (`jalign eval --policy base=smollm2 --policy grpo=runs/smollm2_arith/grpo/hf --prompts
-runs/smollm2_arith/data/prompts_eval.jsonl --reward acc=jalign.tasks.arithmetic:reward_fn
---temperature 0`). Longer runs are the obvious next step.
+Measured (12 iterations of 4 prompts x 8 samples, 186 s on 2 CPU cores): greedy exact-answer
+accuracy on 200 held-out questions 22.5% -> 27.5%, mean reward 0.303 -> 0.348, answers 15.8 ->
+12.0 tokens (`jalign eval --policy base=smollm2 --policy grpo=runs/smollm2_arith/grpo/hf
+--prompts runs/smollm2_arith/data/prompts_eval.jsonl --reward acc=jalign.tasks.arithmetic:reward_fn
+--temperature 0`; exact accuracy is the share of rewards equal to 1). Longer runs are the obvious
+next step.
 """
 
 import ml_collections
