@@ -10,23 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import FAMILY_CONFIGS
 from jalign.models import create_model, from_hf_dict
 from jalign.rl.forward import last_token_scores, policy_logprobs, token_values
 from jalign.rl.loop import shuffled_rows
 from jalign.train.forward import sequence_rewards
 
-TINY = from_hf_dict(
-    dict(
-        model_type="llama",
-        vocab_size=48,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-)
+TINY = from_hf_dict(FAMILY_CONFIGS["llama"])
 N = 3  # samples per prompt
 
 
@@ -51,6 +41,11 @@ def grouped_batch(prompt_lengths, completion_lengths, width=7, new=6, seed=0) ->
     }
 
 
+def jitted(fn, graphdef, *args):
+    """fn(graphdef, params, batch, *args) compiled: faster than running a model op by op."""
+    return jax.jit(lambda params, batch: fn(graphdef, params, batch, *args))
+
+
 BATCH = grouped_batch([7, 3, 5, 1], [6, 2, 4, 1, 6, 3, 5, 6, 6, 2, 1, 4])
 
 
@@ -64,8 +59,9 @@ def test_shared_prompt_gives_the_full_forward_and_its_gradient(scan_layers):
         logp, entropy = policy_logprobs(graphdef, params, BATCH, 0.7, group)
         return jnp.sum((logp + 0.1 * entropy) * mask), (logp, entropy)
 
-    full = jax.value_and_grad(objective, has_aux=True)(params, 1)
-    (_, (logp, entropy)), grads = jax.value_and_grad(objective, has_aux=True)(params, N)
+    value_and_grad = jax.jit(jax.value_and_grad(objective, has_aux=True), static_argnums=1)
+    full = value_and_grad(params, 1)
+    (_, (logp, entropy)), grads = value_and_grad(params, N)
     (_, (logp_full, entropy_full)), grads_full = full
     np.testing.assert_allclose(logp * mask, logp_full * mask, atol=2e-5)
     np.testing.assert_allclose(entropy * mask, entropy_full * mask, atol=2e-5)
@@ -76,23 +72,34 @@ def test_shared_prompt_gives_the_full_forward_and_its_gradient(scan_layers):
     np.testing.assert_allclose(flat, flat_full, atol=1e-5 * float(jnp.abs(flat_full).max()))
 
 
+@pytest.mark.parametrize("family", sorted(FAMILY_CONFIGS))
+def test_shared_prompt_gives_full_rows_in_every_family(family):
+    """Sliding windows (mistral, gemma2), soft-capping and sandwich norms (gemma2), QK-norm
+    (qwen3), learned positions (gpt2), llama-3 rope scaling."""
+    graphdef, params = create_model(from_hf_dict(FAMILY_CONFIGS[family]), seed=4)
+    mask = BATCH["completion_mask"]
+    shared, full = (jitted(policy_logprobs, graphdef, 1.0, g)(params, BATCH)[0] for g in (N, 1))
+    np.testing.assert_allclose(shared * mask, full * mask, atol=2e-5)
+
+
 def test_shared_prompt_values_and_rewards_of_a_scalar_head():
     graphdef, params = create_model(TINY, head="scalar", seed=2)
     mask = BATCH["completion_mask"]
-    values = token_values(graphdef, params, BATCH, N)
-    full = token_values(graphdef, params, BATCH)
+    values = jitted(token_values, graphdef, N)(params, BATCH)
+    full = jitted(token_values, graphdef, 1)(params, BATCH)
     np.testing.assert_allclose(values * mask, full * mask, atol=2e-5)
     # the reward at each row's last real token: its last completion token (lengths 1 to 6)
-    rewards = last_token_scores(graphdef, params, BATCH, N)
-    np.testing.assert_allclose(rewards, sequence_rewards(graphdef, params, BATCH), atol=2e-5)
+    rewards = jitted(last_token_scores, graphdef, N)(params, BATCH)
+    full = jitted(sequence_rewards, graphdef)(params, BATCH)
+    np.testing.assert_allclose(rewards, full, atol=2e-5)
     assert len(set(np.round(np.asarray(rewards), 4))) == len(rewards)
 
 
 def test_one_new_token_needs_no_completion_chunk():
     graphdef, params = create_model(TINY, seed=3)
     batch = grouped_batch([4, 6], [1] * (2 * N), new=1)
-    shared, _ = policy_logprobs(graphdef, params, batch, 1.0, N)
-    np.testing.assert_allclose(shared, policy_logprobs(graphdef, params, batch, 1.0)[0], atol=2e-5)
+    shared, full = (jitted(policy_logprobs, graphdef, 1.0, g)(params, batch)[0] for g in (N, 1))
+    np.testing.assert_allclose(shared, full, atol=2e-5)
 
 
 def test_shuffled_rows_keep_groups_whole():
