@@ -95,11 +95,21 @@ def test_shared_prompt_values_and_rewards_of_a_scalar_head():
     assert len(set(np.round(np.asarray(rewards), 4))) == len(rewards)
 
 
-def test_one_new_token_needs_no_completion_chunk():
+@pytest.mark.parametrize(
+    ("width", "new"),
+    [(6, 1), (6, 2), (40, 30)],
+    ids=["no-completion-chunk", "one-query-chunk", "cache-over-64-slots"],
+)
+def test_shared_prompt_at_other_widths(width, new):
+    """One new token (the prompt chunk alone), two (a one-column completion chunk: a decode
+    step's attention path) and a 69-slot cache (read as a prefix when shorter would do)."""
     graphdef, params = create_model(TINY, seed=3)
-    batch = grouped_batch([4, 6], [1] * (2 * N), new=1)
+    rng = np.random.default_rng(width)
+    lengths = rng.integers(1, new + 1, 2 * N)
+    batch = grouped_batch([width, width // 2], lengths, width=width, new=new, seed=width)
+    mask = batch["completion_mask"]
     shared, full = (jitted(policy_logprobs, graphdef, 1.0, g)(params, batch)[0] for g in (N, 1))
-    np.testing.assert_allclose(shared, full, atol=2e-5)
+    np.testing.assert_allclose(shared * mask, full * mask, atol=2e-5)
 
 
 def test_shuffled_rows_keep_groups_whole():

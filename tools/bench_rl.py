@@ -23,10 +23,10 @@ Two like-for-like pairs:
 
 jalign runs with its defaults, `rl.share_prompt_forward` among them: each prompt goes through a
 model once for its n samples (its keys / values cached and read by the n completions) in the
-forward passes and the update steps, and minibatches hold whole groups; TRL runs every row in
-full and shuffles single rows. The work asked of both is the same (same rows, same outputs up to
-float rounding); jalign's way to it takes 37% fewer model tokens on these shapes (see
-docs/algorithms/rl.md). `--no-share` runs jalign with it off.
+scoring, the forward passes and the update steps, and minibatches hold whole groups; TRL runs
+every row in full and shuffles single rows. The work asked of both is the same (same rows, same
+outputs up to float rounding); jalign's way to it runs 42% fewer tokens through the models
+(37.5% in scoring) on these shapes (docs/algorithms/rl.md). `--no-share` turns it off.
 
 Models: the demo task's Llama config (jalign/demo/assets, with its tokenizer), random init,
 saved offline as HF folders: a `LlamaForCausalLM` (policy; the reference is a copy of it) and a

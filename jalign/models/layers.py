@@ -229,11 +229,17 @@ def prefix_lengths(capacity: int) -> list[int]:
     return sorted(lengths)
 
 
-def _attend_filled(q, k_t, v, mask, filled: jax.Array, cfg: ModelConfig) -> jax.Array:
+def _attend_filled(q, k_t, v, mask, filled: jax.Array | int, cfg: ModelConfig) -> jax.Array:
     """`_attend` over the cache's shortest prefix (see `prefix_lengths`) that holds all `filled`
     slots; every later slot is empty and masked, so the result equals attending to the whole
-    cache, while a mostly empty cache is not read in full every step."""
+    cache, while a mostly empty cache is not read in full every step. A traced `filled` (a
+    decode step) picks the prefix with a `lax.switch`; a Python int (a prefill, or the RL
+    forward's prompt and completion chunks) picks it when tracing: no switch, whose gradient
+    would also keep every branch's residuals."""
     lengths = prefix_lengths(v.shape[2])
+    if isinstance(filled, int):
+        length = next(length for length in lengths if length >= filled)
+        return _attend(q, k_t[..., :length], v[:, :, :length], mask[..., :length], cfg)
     if len(lengths) == 1:
         return _attend(q, k_t, v, mask, cfg)
 
