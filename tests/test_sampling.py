@@ -21,6 +21,8 @@ from jalign.sampling import (
     make_prompt_batch,
     sampling_logprobs,
 )
+from jalign.sampling.decode import _decoder, _DecodeSpec
+from jalign.sampling.distribution import Knobs, Truncation
 
 VOCAB = 64
 EOS = 3
@@ -309,7 +311,8 @@ def test_n_samples_of_a_prompt_equal_the_prompt_repeated_n_times(tiny):
     apart = generate(graphdef, params, make_prompt_batch(repeated), single, key)
     np.testing.assert_array_equal(shared.tokens, apart.tokens)
     np.testing.assert_array_equal(shared.prompt_ids, apart.prompt_ids)
-    np.testing.assert_allclose(shared.logprobs, apart.logprobs, atol=1e-6)
+    # a prefill of 3 vs 12 rows blocks its matmuls differently: float rounding, ~1e-6
+    np.testing.assert_allclose(shared.logprobs, apart.logprobs, atol=1e-5)
     assert len({tuple(r) for r in np.asarray(shared.tokens[: TRUNCATED.n])}) > 1
 
 
@@ -339,6 +342,21 @@ def test_second_call_with_same_shapes_does_not_compile(tiny):
         assert compiles
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def test_decode_program_alone_runs_its_dots_through_ynnpack_on_cpu(tiny):
+    """The sampler's program gets `decode_compiler_options` (YNNPACK dots), while the process
+    flag keeps them off for every other program (the training forward's float32 parity)."""
+    graphdef, params = tiny
+    prompts = make_prompt_batch(PROMPTS)
+    _, decoder = _decoder(graphdef, params, _DecodeSpec(Truncation.of(GREEDY), 1, MAX_NEW), None)
+    eos, knobs = np.asarray([EOS], np.int32), Knobs.of(GREEDY)
+    args = (params, prompts.input_ids, prompts.mask, eos, jax.random.key(0), knobs)
+    assert "__ynn_fusion" in decoder.lower(*args).compile().as_text()
+    positions = np.maximum(np.cumsum(prompts.mask, axis=1) - 1, 0)
+    forward = jax.jit(lambda p, ids, pos, mask: apply(graphdef, p, ids, pos, mask)[0])
+    text = forward.lower(params, prompts.input_ids, positions, prompts.mask).compile().as_text()
+    assert "dot(" in text and "__ynn_fusion" not in text
 
 
 # ---------------------------------------------------------------- inputs and errors

@@ -190,18 +190,19 @@ def _attend(q: jax.Array, k_t: jax.Array, v: jax.Array, mask: jax.Array, cfg: Mo
     [B, KV, D, S], values v [B, KV, S, D], mask [B, T, S]; returns [B, T, KV * G * D].
 
     Keys are stored transposed so both products are plain (non-transposed) batched matmuls:
-    on CPU a transposed operand costs about 2x. A single query (T = 1, a decode step) makes them
-    matrix-vector products, which run as broadcast multiply-and-sum in float32 instead: XLA
-    fuses those into one pass over the cache, where a batched mat-vec "dot" ran 5-8x slower on
-    CPU (4 kv heads x 2 groups x 32 dims against 192-576 cached keys). Masked scores are written
-    as -1e30, so they weigh exactly 0 beside any visible key.
+    on CPU a transposed operand costs about 2x. For a single query (T = 1, a decode step) the
+    scores are a broadcast multiply-and-sum over D instead, which XLA fuses into one pass over
+    the keys (a batched mat-vec dot took 100 us vs 26 us on CPU for 8 rows x 4 kv heads x 2
+    groups x 32 dims against 192 keys); the values keep the matmul, whose multiply-and-sum
+    over S materialised the [.., S, D] product (70 vs 140-190 us; 64 rows: 0.27-0.36 vs
+    1.3-1.7 ms). Masked scores are written as -1e30, so they weigh exactly 0 beside any
+    visible key.
     """
-    b, t = q.shape[:2]
+    b, t, kv, g = q.shape[:4]
     if t == 1:
         q32 = q[:, 0, :, :, :, None].astype(jnp.float32)  # [B, KV, G, D, 1]
         scores = jnp.sum(q32 * k_t[:, :, None].astype(jnp.float32), axis=3)[:, :, :, None]
     else:  # [B, KV, G * T, D] @ [B, KV, D, S]: a batched matmul in its canonical layout
-        kv, g = q.shape[2:4]
         q_rows = q.transpose(0, 2, 3, 1, 4).reshape(b, kv, g * t, -1)
         scores = jnp.matmul(q_rows, k_t.astype(q.dtype)).astype(jnp.float32)
         scores = scores.reshape(b, kv, g, t, -1)
@@ -210,9 +211,6 @@ def _attend(q: jax.Array, k_t: jax.Array, v: jax.Array, mask: jax.Array, cfg: Mo
         scores = jnp.tanh(scores / cfg.attn_logit_softcap) * cfg.attn_logit_softcap
     scores = jnp.where(mask[:, None, None, :, :], scores, _MASKED)
     probs = jax.nn.softmax(scores, axis=-1)
-    if t == 1:  # [B, KV, G, 1, S, 1] * [B, KV, 1, 1, S, D] summed over S
-        out = jnp.sum(probs[..., None] * v[:, :, None, None].astype(jnp.float32), axis=4)
-        return out.astype(v.dtype).reshape(b, t, -1)
     out = jnp.matmul(probs.astype(v.dtype).reshape(b, kv, g * t, -1), v)  # [B, KV, G * T, D]
     return out.reshape(b, kv, g, t, -1).transpose(0, 3, 1, 2, 4).reshape(b, t, -1)
 

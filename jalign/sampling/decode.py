@@ -8,7 +8,8 @@ start from copies of its cache: with GRPO's n = 8 the prefill does an eighth of 
 decode one token per step in a `lax.while_loop` that stops when every row has emitted an EOS or
 max_new_tokens tokens. Params, prompts, rng, the EOS ids and the temperature / top_p / min_p
 values are traced arguments, so new weights, new prompts of the same shape or new values of those
-settings reuse the compiled program.
+settings reuse the compiled program. On CPU the program is compiled with
+`jalign.runtime.decode_compiler_options` (YNNPACK dots, about 25% faster decode steps).
 
 Row layout: prompt i is repeated n times, rows [i*n, (i+1)*n). Prompt token positions are
 cumsum(mask) - 1; completion token j of a row sits at position (prompt length of the row) + j.
@@ -30,6 +31,7 @@ from jax.sharding import PartitionSpec as P
 
 from jalign.errors import JalignError
 from jalign.models import KVCache, ModelConfig, Params, apply, head_kernel, project
+from jalign.runtime import decode_compiler_options
 from jalign.sampling.distribution import Knobs, Truncation, draw, first_argmax, log_probs
 from jalign.sampling.params import SamplingParams
 from jalign.sampling.prompts import PromptBatch, check_prompt_batch
@@ -215,7 +217,12 @@ def _decoder(graphdef: nnx.GraphDef, params: Params, spec: _DecodeSpec, mesh: Me
         cfg = _lm_config(graphdef, params)
         if len(_DECODERS) >= _MAX_DECODERS:
             del _DECODERS[next(iter(_DECODERS))]
-        entry = _DECODERS[key] = (cfg, jax.jit(_build_decoder(graphdef, cfg, spec, mesh)))
+        platform_name = jax.default_backend() if mesh is None else mesh.devices.flat[0].platform
+        decoder = jax.jit(
+            _build_decoder(graphdef, cfg, spec, mesh),
+            compiler_options=decode_compiler_options(platform_name),
+        )
+        entry = _DECODERS[key] = (cfg, decoder)
     return entry
 
 
