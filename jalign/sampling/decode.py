@@ -1,6 +1,6 @@
 """`generate`: jit-compiled KV-cache decoding straight from the trainer's params pytree.
 
-One compiled program per (graphdef, batch, prompt width, mesh, static parts of the
+Compiled once per (graphdef, batch, prompt width, mesh, static parts of the
 `SamplingParams`: greedy or not, top_k, whether top_p < 1 and min_p > 0, n, max_new_tokens, the
 number of EOS ids): prefill the prompts in one `apply` call that fills a `KVCache` of
 P + max_new_tokens - 1 slots, each prompt once however many samples it gets (its n rows then
@@ -8,8 +8,9 @@ start from copies of its cache: with GRPO's n = 8 the prefill does an eighth of 
 decode one token per step in a `lax.while_loop` that stops when every row has emitted an EOS or
 max_new_tokens tokens. Params, prompts, rng, the EOS ids and the temperature / top_p / min_p
 values are traced arguments, so new weights, new prompts of the same shape or new values of those
-settings reuse the compiled program. On CPU the program is compiled with
-`jalign.runtime.decode_compiler_options` (YNNPACK dots, about 25% faster decode steps).
+settings reuse the compiled programs. The prefill and the sampling loop are two programs: on CPU
+the loop alone is compiled with `jalign.runtime.decode_compiler_options` (YNNPACK dots, about
+25% faster decode steps; see `_Decoder`).
 
 Row layout: prompt i is repeated n times, rows [i*n, (i+1)*n). Prompt token positions are
 cumsum(mask) - 1; completion token j of a row sits at position (prompt length of the row) + j.
@@ -100,8 +101,36 @@ def cache_sharding(mesh: Mesh, cfg: ModelConfig) -> KVCache:
     return KVCache(k=kv, v=kv, positions=rows, segment_ids=rows)
 
 
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class _Prefilled:
+    """The prompts run through the model, per sample row (R = batch * n): the cache, the logits
+    that pick completion token 0 [R, V], and the prompts [R, P]."""
+
+    cache: KVCache
+    logits: jax.Array
+    prompt_ids: jax.Array
+    prompt_mask: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class _Decoder:
+    """The two compiled programs of a compile key. The prefill keeps the process's XLA options,
+    so a prompt's cache is computed by the same kernels as the trainer's forward pass and does
+    not depend on how many prompts share the batch; the sampling loop, whose matmuls have one
+    row per sample, gets `decode_compiler_options`."""
+
+    prefill: Callable
+    sample: Callable
+
+    def __call__(self, params, input_ids, prompt_mask, eos_ids, rng, knobs) -> SampleOutput:
+        return self.sample(
+            params, self.prefill(params, input_ids, prompt_mask), eos_ids, rng, knobs
+        )
+
+
 def _build_decoder(graphdef: nnx.GraphDef, cfg: ModelConfig, spec: _DecodeSpec, mesh: Mesh | None):
-    """The pure decode function for one compile key (jitted by `_decoder`)."""
+    """The pure prefill and sampling functions of one compile key (jitted by `_decoder`)."""
     truncation, max_new = spec.truncation, spec.max_new_tokens
     pad_id = cfg.pad_token_id if cfg.pad_token_id is not None else 0
 
@@ -111,29 +140,37 @@ def _build_decoder(graphdef: nnx.GraphDef, cfg: ModelConfig, spec: _DecodeSpec, 
     def rows(x):
         return x if mesh is None else constrain(x, _rows_sharding(mesh, x.ndim))
 
-    def decode(params: Params, input_ids, prompt_mask, eos_ids, rng, knobs: Knobs) -> SampleOutput:
+    def prefill(params: Params, input_ids, prompt_mask) -> _Prefilled:
+        """Each prompt run once into the cache; its n rows start from copies of its cache
+        and of its last logits."""
         input_ids, prompt_mask = input_ids.astype(jnp.int32), prompt_mask.astype(jnp.int32)
         batch, width = input_ids.shape
         kv_shardings = None if mesh is None else cache_sharding(mesh, cfg)
         cache = KVCache.init(cfg, batch, width + max_new - 1)
         if mesh is not None and batch % _row_shards(mesh) == 0:
             cache = constrain(cache, kv_shardings)
-
-        # Each prompt is prefilled once; its n rows start from copies of its cache and logits.
         positions = jnp.maximum(jnp.cumsum(prompt_mask, axis=1) - 1, 0)
         hidden, cache = apply(
             graphdef, params, input_ids, positions, prompt_mask, cache, 0, return_hidden=True
         )
-        kernel = head_kernel(graphdef, params)  # transposed once, not once per step
-        logits = project(graphdef, params, hidden[:, -1], kernel)
+        logits = project(graphdef, params, hidden[:, -1])
 
         def per_sample(x):
-            return jnp.repeat(x, spec.n, axis=0)
+            return rows(jnp.repeat(x, spec.n, axis=0))
 
-        cache = constrain(cache.repeat_rows(spec.n), kv_shardings)
-        logits = rows(per_sample(logits))
-        prompt_ids, prompt_mask = rows(per_sample(input_ids)), rows(per_sample(prompt_mask))
-        num_rows = batch * spec.n
+        return _Prefilled(
+            cache=constrain(cache.repeat_rows(spec.n), kv_shardings),
+            logits=per_sample(logits),
+            prompt_ids=per_sample(input_ids),
+            prompt_mask=per_sample(prompt_mask),
+        )
+
+    def sample(params: Params, state: _Prefilled, eos_ids, rng, knobs: Knobs) -> SampleOutput:
+        """The completions, one token per step of a while loop, from a prefilled state."""
+        cache, prompt_ids, prompt_mask = state.cache, state.prompt_ids, state.prompt_mask
+        num_rows, width = prompt_ids.shape
+        kv_shardings = None if mesh is None else cache_sharding(mesh, cfg)
+        kernel = head_kernel(graphdef, params)  # transposed once, not once per step
         prompt_lengths = prompt_mask.sum(axis=1)
 
         def choose(logits, step, done):
@@ -163,7 +200,7 @@ def _build_decoder(graphdef: nnx.GraphDef, cfg: ModelConfig, spec: _DecodeSpec, 
             rows(jnp.zeros((num_rows, max_new), jnp.float32)),
             rows(jnp.zeros((num_rows, max_new), jnp.float32)),
         )
-        token, logprob, live, done = choose(logits, 0, jnp.zeros((num_rows,), bool))
+        token, logprob, live, done = choose(state.logits, 0, jnp.zeros((num_rows,), bool))
         out = record(out, 0, token, logprob, live)
 
         def cond(carry):
@@ -200,17 +237,17 @@ def _build_decoder(graphdef: nnx.GraphDef, cfg: ModelConfig, spec: _DecodeSpec, 
         )
         return jax.tree.map(rows, output)
 
-    return decode
+    return prefill, sample
 
 
-_DECODERS: dict[tuple, tuple[ModelConfig, Callable]] = {}
+_DECODERS: dict[tuple, tuple[ModelConfig, _Decoder]] = {}
 _MAX_DECODERS = 32
 
 
 def _decoder(graphdef: nnx.GraphDef, params: Params, spec: _DecodeSpec, mesh: Mesh | None):
-    """(model config, jitted decoder) of a compile key, built once; jax caches the decoder's
-    compilations per input shape. The graphdef is hashed once per call (it is the costly part of
-    the key) and the model is merged only on a miss."""
+    """(model config, compiled `_Decoder`) of a compile key, built once; jax caches each
+    program's compilations per input shape. The graphdef is hashed once per call (it is the
+    costly part of the key) and the model is merged only on a miss."""
     key = (graphdef, spec, mesh)
     entry = _DECODERS.get(key)
     if entry is None:
@@ -218,9 +255,10 @@ def _decoder(graphdef: nnx.GraphDef, params: Params, spec: _DecodeSpec, mesh: Me
         if len(_DECODERS) >= _MAX_DECODERS:
             del _DECODERS[next(iter(_DECODERS))]
         platform_name = jax.default_backend() if mesh is None else mesh.devices.flat[0].platform
-        decoder = jax.jit(
-            _build_decoder(graphdef, cfg, spec, mesh),
-            compiler_options=decode_compiler_options(platform_name),
+        prefill, sample = _build_decoder(graphdef, cfg, spec, mesh)
+        decoder = _Decoder(
+            prefill=jax.jit(prefill),
+            sample=jax.jit(sample, compiler_options=decode_compiler_options(platform_name)),
         )
         entry = _DECODERS[key] = (cfg, decoder)
     return entry
