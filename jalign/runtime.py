@@ -21,8 +21,6 @@ import sys
 from pathlib import Path
 
 CPU_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",)
-# Per-program XLA options of the sampler's decode on CPU: YNNPACK for its dots, fused alone.
-CPU_DECODE_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
 
 def configure_xla_flags(extra: tuple[str, ...] = ()) -> None:
@@ -37,9 +35,11 @@ def configure_xla_flags(extra: tuple[str, ...] = ()) -> None:
 
 def decode_compiler_options(platform_name: str) -> dict[str, str] | None:
     """`jax.jit` compiler options of the sampler's decode program on `platform_name` (a jax
-    platform: "cpu", "gpu", "tpu"): YNNPACK dots on CPU (see the module docstring), none
-    elsewhere."""
-    return dict(CPU_DECODE_OPTIONS) if platform_name == "cpu" else None
+    platform: "cpu", "gpu", "tpu"): YNNPACK dots on CPU, each fused alone (see the module
+    docstring), none elsewhere."""
+    if platform_name != "cpu":
+        return None
+    return {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
 
 HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"

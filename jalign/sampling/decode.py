@@ -133,6 +133,7 @@ def _build_decoder(graphdef: nnx.GraphDef, cfg: ModelConfig, spec: _DecodeSpec, 
     """The pure prefill and sampling functions of one compile key (jitted by `_decoder`)."""
     truncation, max_new = spec.truncation, spec.max_new_tokens
     pad_id = cfg.pad_token_id if cfg.pad_token_id is not None else 0
+    kv_shardings = None if mesh is None else cache_sharding(mesh, cfg)
 
     def constrain(tree, shardings):
         return tree if mesh is None else jax.lax.with_sharding_constraint(tree, shardings)
@@ -145,7 +146,6 @@ def _build_decoder(graphdef: nnx.GraphDef, cfg: ModelConfig, spec: _DecodeSpec, 
         and of its last logits."""
         input_ids, prompt_mask = input_ids.astype(jnp.int32), prompt_mask.astype(jnp.int32)
         batch, width = input_ids.shape
-        kv_shardings = None if mesh is None else cache_sharding(mesh, cfg)
         cache = KVCache.init(cfg, batch, width + max_new - 1)
         if mesh is not None and batch % _row_shards(mesh) == 0:
             cache = constrain(cache, kv_shardings)
@@ -169,7 +169,6 @@ def _build_decoder(graphdef: nnx.GraphDef, cfg: ModelConfig, spec: _DecodeSpec, 
         """The completions, one token per step of a while loop, from a prefilled state."""
         cache, prompt_ids, prompt_mask = state.cache, state.prompt_ids, state.prompt_mask
         num_rows, width = prompt_ids.shape
-        kv_shardings = None if mesh is None else cache_sharding(mesh, cfg)
         kernel = head_kernel(graphdef, params)  # transposed once, not once per step
         prompt_lengths = prompt_mask.sum(axis=1)
 
