@@ -1,4 +1,4 @@
-"""The demo task: hand-computed gold rewards, the demonstrator's documented quality, Bradley-Terry
+"""The demo task: hand-computed gold rewards, the demonstrator's documented quality, Plackett-Luce
 label noise, the committed tokenizer and model config, and the generated datasets."""
 
 import json
@@ -16,14 +16,14 @@ from jalign.demo import (
     gold_reward,
     gold_reward_fn,
     ideal_completion,
-    label_pairs,
     parse_prompt,
     paths,
+    rank_completions,
     sample_prompts,
     write_assets,
     write_datasets,
 )
-from jalign.demo.preferences import sample_preference_pairs
+from jalign.demo.preferences import ranking_pairs
 from jalign.errors import JalignError
 
 PROMPT = "sort: 7 3 9 1 4"
@@ -109,7 +109,7 @@ def test_demonstrator_matches_documented_quality():
         ImperfectDemonstrator(p_drop=1.5)
 
 
-def test_label_pairs_bradley_terry_noise():
+def test_rank_completions_plackett_luce_noise():
     prompts = sample_prompts(2000, np.random.default_rng(5))
     rng = np.random.default_rng(6)
     demonstrator = ImperfectDemonstrator()
@@ -120,28 +120,37 @@ def test_label_pairs_bradley_terry_noise():
         sum(x != y and ga != gb for x, y, ga, gb in zip(a, b, gold_a, gold_b, strict=True))
     )
 
-    sharp = label_pairs(prompts, a, b, np.random.default_rng(0), beta=1e4)
-    assert len(sharp) == informative > 800  # ties and identical pairs are skipped
+    def rank(prompts, *completions, beta, seed=0):
+        rng = np.random.default_rng(seed)
+        return [
+            rank_completions(p, list(c), rng, beta)
+            for p, *c in zip(prompts, *completions, strict=True)
+        ]
+
+    sharp = ranking_pairs(rank(prompts, a, b, beta=1e4))
+    assert len(sharp) == informative > 800  # ties and identical completions make no pair
     chosen = gold_reward_fn([r["prompt"] for r in sharp], [r["chosen"] for r in sharp])
     rejected = gold_reward_fn([r["prompt"] for r in sharp], [r["rejected"] for r in sharp])
     assert (chosen > rejected).all()
     assert set(sharp[0]) == {"prompt", "chosen", "rejected"}
 
-    coin = label_pairs(prompts, a, b, np.random.default_rng(0), beta=0.0)
+    coin = ranking_pairs(rank(prompts, a, b, beta=0.0))
     a_of = dict(zip(prompts, a, strict=True))
     assert abs(np.mean([r["chosen"] == a_of[r["prompt"]] for r in coin]) - 0.5) < 0.05
 
-    # One fixed pair, gold 1.0 vs 0.6: P(exact chosen) = sigmoid(2.5 * 0.4) = 0.731.
+    # Gold 1.0, 0.6 (a neighbour swap) and 0.3 (the reverse sort), with a copy of the first:
+    # every pair is ordered with its Bradley-Terry probability sigmoid(2.5 (g_a - g_b)).
     n = 4000
-    noisy = label_pairs(
-        [PROMPT] * n, ["1 3 4 7 9"] * n, ["3 1 4 7 9"] * n, np.random.default_rng(1), beta=2.5
-    )
-    rate = np.mean([r["chosen"] == "1 3 4 7 9" for r in noisy])
-    assert rate == pytest.approx(1 / (1 + math.exp(-1.0)), abs=0.025)
-    with pytest.raises(JalignError, match="the same number"):
-        label_pairs([PROMPT], ["1"], [], np.random.default_rng(0))
-    with pytest.raises(JalignError, match="allowed: consecutive, all"):
-        sample_preference_pairs(None, None, None, [PROMPT], pairing="best_worst")
+    completions = ["1 3 4 7 9", "3 1 4 7 9", "9 7 4 3 1", "1 3 4 7 9"]
+    records = rank([PROMPT] * n, *([c] * n for c in completions), beta=2.5, seed=1)
+    scores = np.asarray([r["scores"] for r in records])
+    assert (scores[:, 0] == scores[:, 3]).all()  # copies tie
+    for (i, j), gap in {(0, 1): 0.4, (0, 2): 0.7, (1, 2): 0.3}.items():
+        rate = np.mean(scores[:, i] > scores[:, j])
+        assert rate == pytest.approx(1 / (1 + math.exp(-2.5 * gap)), abs=0.025)
+    assert len(ranking_pairs(records[:1])) == 5  # 6 pairs less the copies' tie
+    with pytest.raises(JalignError, match=r"beta=-1\.0 is invalid"):
+        rank_completions(PROMPT, completions, np.random.default_rng(0), beta=-1.0)
 
 
 @pytest.fixture(scope="module")

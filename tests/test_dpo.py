@@ -8,7 +8,8 @@ import pytest
 from tiny_runs import tiny_dpo_config
 
 from jalign.demo.build import DatasetSizes, demo_datasets
-from jalign.demo.task import ImperfectDemonstrator, ideal_completion, label_pairs
+from jalign.demo.preferences import ranking_pairs
+from jalign.demo.task import ImperfectDemonstrator, ideal_completion, rank_completions
 from jalign.train.loop import train
 from jalign.train.trainers import objectives
 
@@ -23,7 +24,12 @@ def pairs_file(tmp_path_factory):
     demo = ImperfectDemonstrator()
     ideal = [ideal_completion(p) for p in prompts]
     noisy = [demo.complete(p, rng) for p in prompts]
-    records = label_pairs(prompts, ideal, noisy, rng, beta=1e4)
+    records = ranking_pairs(
+        [
+            rank_completions(p, [i, n], rng, beta=1e4)
+            for p, i, n in zip(prompts, ideal, noisy, strict=True)
+        ]
+    )
     path = root / "pairs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path

@@ -1,4 +1,4 @@
-"""Bradley-Terry reward-model loss against hand computations."""
+"""Bradley-Terry reward-model losses, over pairs and over rankings, against hand computations."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from losses_reference import log_sigmoid, numeric_grad
 
-from jalign.losses import bradley_terry_loss
+from jalign.losses import bradley_terry_loss, ranked_bradley_terry_loss
 
 CHOSEN = np.asarray([1.5, -0.5, 0.2, 3.0])
 REJECTED = np.asarray([0.5, 0.5, 0.2, -1.0])
@@ -63,3 +63,64 @@ def test_all_masked_is_zero_not_nan():
     assert value == 0.0 and weight == 0.0
     assert all(np.isfinite(v) for v in metrics.values())
     assert np.all(jax.grad(lambda c: loss(c)[0])(jnp.asarray(CHOSEN)) == 0.0)
+
+
+# Three rows of k = 3 rankings: a strict order, a tie between responses 0 and 2 (one comparison
+# fewer), and a masked row.
+RANK_REWARDS = np.asarray([[0.5, 1.5, -1.0], [2.0, 0.0, 1.0], [0.3, 0.1, 0.2]])
+RANK_SCORES = np.asarray([[1.0, 2.0, 0.0], [1.0, 0.0, 1.0], [2.0, 1.0, 0.0]])
+RANK_MARGIN = np.asarray([0.5, 0.0, 1.0])
+RANK_MASK = np.asarray([1.0, 1.0, 0.0])
+
+
+def _ranked_reference(rewards, scores, margin, coef, mask):
+    """Every comparison of every kept row, written out one by one."""
+    total, count = 0.0, 0
+    for b in range(len(rewards)):
+        for i in range(rewards.shape[1]):
+            for j in range(rewards.shape[1]):
+                if mask[b] and scores[b, i] > scores[b, j]:
+                    r_i, r_j = rewards[b, i], rewards[b, j]
+                    total += -log_sigmoid(r_i - r_j - margin[b]) + coef * (r_i + r_j) ** 2
+                    count += 1
+    return float(total / count)
+
+
+def test_ranked_loss_value_gradients_and_metrics_match_hand_computation():
+    def loss(r):
+        return ranked_bradley_terry_loss(
+            r, jnp.asarray(RANK_SCORES), jnp.asarray(RANK_MARGIN), 0.05, jnp.asarray(RANK_MASK)
+        )
+
+    rewards = jnp.asarray(RANK_REWARDS, jnp.float32)
+    value, metrics, weight = loss(rewards)
+    reference = lambda r: _ranked_reference(r, RANK_SCORES, RANK_MARGIN, 0.05, RANK_MASK)  # noqa: E731
+    assert weight == 5  # 3 comparisons in row 0, 2 in row 1 (its tie makes none)
+    assert value == pytest.approx(reference(RANK_REWARDS), rel=1e-6)
+    np.testing.assert_allclose(
+        jax.grad(lambda r: loss(r)[0])(rewards), numeric_grad(reference, RANK_REWARDS), atol=1e-5
+    )
+    # Row 0: 1.5 > 0.5 > -1.0 is its order (right, 3 of 3); row 1: 2.0 > 0.0 right, 1.0 > 0.0
+    # right; so 5 of 5, with gaps 1.0, 2.5, 1.5, 2.0, 1.0.
+    assert metrics["accuracy"] == pytest.approx(1.0)
+    assert metrics["margin"] == pytest.approx(8.0 / 5, rel=1e-6)
+    # chosen: each row's first top-scored response (1.5, 2.0); rejected: its lowest (-1.0, 0.0)
+    assert metrics["rewards/chosen_mean"] == pytest.approx(1.75, rel=1e-6)
+    assert metrics["rewards/rejected_mean"] == pytest.approx(-0.5, rel=1e-6)
+
+
+def test_pairwise_loss_is_the_ranked_loss_of_two_responses():
+    ranked = ranked_bradley_terry_loss(
+        jnp.stack([jnp.asarray(REJECTED), jnp.asarray(CHOSEN)], axis=1),
+        jnp.asarray([[0.0, 1.0]] * 4),  # chosen second: the order of the responses is free
+        jnp.asarray(MARGIN),
+        0.05,
+        jnp.asarray(MASK),
+    )
+    pairwise = bradley_terry_loss(
+        jnp.asarray(CHOSEN), jnp.asarray(REJECTED), jnp.asarray(MARGIN), 0.05, jnp.asarray(MASK)
+    )
+    assert ranked[0] == pytest.approx(float(pairwise[0]), rel=1e-6)
+    assert ranked[2] == pairwise[2] == 3
+    for key in pairwise[1]:
+        assert ranked[1][key] == pytest.approx(float(pairwise[1][key]), rel=1e-6, abs=1e-7)

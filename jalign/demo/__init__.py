@@ -1,7 +1,7 @@
 """The bundled demo alignment task (sorting digits), its tokenizer and its model config.
 
 `paths()` is an HF-style folder that `transformers.AutoTokenizer.from_pretrained` and
-`jalign.models.load_hf_config` both read; `write_datasets` generates the SFT, preference and RL
+`jalign.models.load_hf_config` both read; `write_datasets` generates the SFT, prompt and RL
 data; `gold_reward_fn` scores completions. See `jalign.demo.task` for the task and its reward.
 """
 
@@ -14,8 +14,8 @@ from jalign.demo.task import (
     gold_reward,
     gold_reward_fn,
     ideal_completion,
-    label_pairs,
     parse_prompt,
+    rank_completions,
     sample_prompts,
 )
 
@@ -35,9 +35,9 @@ __all__ = [
     "gold_reward",
     "gold_reward_fn",
     "ideal_completion",
-    "label_pairs",
     "parse_prompt",
     "paths",
+    "rank_completions",
     "sample_prompts",
     "write_assets",
     "write_datasets",

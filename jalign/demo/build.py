@@ -9,7 +9,7 @@ disjoint prompts:
   set, so its loss measures how well SFT fits the demonstration distribution it is trained on;
   how good the policy is at the task is measured by the gold reward, not by this loss.
 - ``prompts_train.jsonl`` (2000) and ``prompts_eval.jsonl`` (200): ``{"prompt"}`` for sampling
-  preference pairs and for RL, and for evaluating the gold reward of a policy.
+  ranked preferences and for RL, and for evaluating the gold reward of a policy.
 
 With ``chat=True`` each text field is written in the conversational form of `as_chat`.
 """

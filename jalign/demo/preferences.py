@@ -1,12 +1,12 @@
-"""Preference pairs for the demo task, sampled from a policy and labelled by the gold reward.
+"""Ranked and pairwise preference data for the demo task, sampled from a policy and labelled
+by the gold reward with Plackett-Luce noise.
 
-`samples_per_prompt` (even) samples per prompt from the policy (temperature 1), paired either
-in consecutive twos (`pairing="consecutive"`: k/2 pairs per prompt from k samples) or every
-two with each other (`pairing="all"`: k(k-1)/2 pairs from the same k samples, 7x the pairs at
-k = 8 for no extra sampling), each pair labelled with Bradley-Terry noise:
-P(a preferred) = sigmoid(beta * (gold_a - gold_b)) (`label_pairs`). Pairs whose completions are
-identical or tie on gold reward are skipped, as a human labeller would have no preference, and
-so are pairs with an empty completion (the data layer refuses empty responses).
+`samples_per_prompt` samples per prompt from the policy (temperature 1) are ranked by
+`rank_completions` (P(a above b) = sigmoid(beta * (gold_a - gold_b)) for any two of them) into
+one ranked record {"prompt", "responses", "scores"}, the format a reward model trains on with
+all its k(k-1)/2 comparisons at once (`rm.data_kind = "ranked"`). `ranking_pairs` turns each
+ranking into its preference pairs {"prompt", "chosen", "rejected"} for the DPO family. A prompt
+with an empty sample is skipped, since the data layer refuses empty responses.
 """
 
 from __future__ import annotations
@@ -20,15 +20,12 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
-from jalign.demo.task import label_pairs
-from jalign.errors import JalignError
+from jalign.demo.task import rank_completions
 from jalign.eval.rollouts import sample_rollouts
 from jalign.sampling import SamplingParams
 
-PAIRINGS = ("consecutive", "all")
 
-
-def sample_preference_pairs(
+def sample_rankings(
     graphdef: nnx.GraphDef,
     params: Any,
     tokenizer: Any,
@@ -38,32 +35,36 @@ def sample_preference_pairs(
     batch_size: int = 64,
     max_new_tokens: int = 16,
     temperature: float = 1.0,
-    samples_per_prompt: int = 2,
-    pairing: str = "consecutive",
-) -> list[dict[str, str]]:
-    """{"prompt", "chosen", "rejected"} records: `samples_per_prompt // 2` per prompt
-    (`pairing="consecutive"`) or `samples_per_prompt * (samples_per_prompt - 1) // 2`
-    (`pairing="all"`), fewer where pairs are skipped (see the module docstring)."""
-    if pairing not in PAIRINGS:
-        raise JalignError(f"pairing={pairing!r} is not known; allowed: {', '.join(PAIRINGS)}")
+    samples_per_prompt: int = 8,
+) -> list[dict]:
+    """One ranked record per prompt (fewer where a sample is empty), its `samples_per_prompt`
+    samples ranked by the gold reward with Plackett-Luce noise of sharpness `beta`."""
     sampling = SamplingParams(
         temperature=temperature, n=samples_per_prompt, max_new_tokens=max_new_tokens, seed=seed
     )
     rollouts = sample_rollouts(graphdef, params, tokenizer, prompts, sampling, batch_size)
     rng = np.random.default_rng(seed)
-    records = []
     k = samples_per_prompt
-    if pairing == "consecutive":
-        pairs = [(i, i + 1) for i in range(0, k - 1, 2)]
-    else:
-        pairs = list(itertools.combinations(range(k), 2))
+    records = []
     for r in rollouts:
         for start in range(0, len(r.completions), k):
-            prompts = [r.prompts[start]] * len(pairs)
-            first = [r.completions[start + i] for i, _ in pairs]
-            second = [r.completions[start + j] for _, j in pairs]
-            records += label_pairs(prompts, first, second, rng, beta)
-    return [r for r in records if r["chosen"].strip() and r["rejected"].strip()]
+            completions = r.completions[start : start + k]
+            if all(c.strip() for c in completions):
+                records.append(rank_completions(r.prompts[start], completions, rng, beta))
+    return records
+
+
+def ranking_pairs(records: Sequence[dict]) -> list[dict[str, str]]:
+    """Every comparison of each ranked record as a pair {"prompt", "chosen", "rejected"}, the
+    higher-scored response chosen; responses of equal score (ties, copies) make no pair."""
+    pairs = []
+    for record in records:
+        ranked = zip(record["responses"], record["scores"], strict=True)
+        for (a, score_a), (b, score_b) in itertools.combinations(ranked, 2):
+            if score_a != score_b:
+                chosen, rejected = (a, b) if score_a > score_b else (b, a)
+                pairs.append({"prompt": record["prompt"], "chosen": chosen, "rejected": rejected})
+    return pairs
 
 
 def write_jsonl(records: Sequence[dict], path: str | Path) -> Path:

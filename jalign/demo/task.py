@@ -8,8 +8,8 @@ every stage of an alignment pipeline has something to show:
 - SFT learns from an `ImperfectDemonstrator` whose completions carry realistic mistakes
   (mean gold reward 0.693 with the default probabilities, see `DEMO_MEAN_GOLD`), so the SFT
   policy inherits them and leaves clear room to improve;
-- `label_pairs` turns pairs of sampled completions into preference records with Bradley-Terry
-  noise, for reward modelling and the DPO family;
+- `rank_completions` ranks sampled completions with Plackett-Luce noise around the gold reward
+  (Bradley-Terry noise on every pair), for reward modelling and, pair by pair, the DPO family;
 - `gold_reward_fn` scores completions for PPO / GRPO and for evaluation.
 """
 
@@ -217,36 +217,26 @@ class ImperfectDemonstrator:
         return format_completion(digits)
 
 
-def label_pairs(
-    prompts: Sequence[str],
-    completions_a: Sequence[str],
-    completions_b: Sequence[str],
-    rng: np.random.Generator,
-    beta: float = 10.0,
-) -> list[dict[str, str]]:
-    """Preference records ``{"prompt", "chosen", "rejected"}`` labelled by the gold reward with
-    Bradley-Terry noise (Bradley & Terry 1952; the preference model of RLHF, Christiano et al.
-    2017, and DPO, Rafailov et al. 2023):
+def rank_completions(
+    prompt: str, completions: Sequence[str], rng: np.random.Generator, beta: float = 10.0
+) -> dict:
+    """A ranked record ``{"prompt", "responses", "scores"}``: the completions ranked by a
+    Plackett-Luce labeller (Plackett 1975; Luce 1959) around the gold reward g, by sorting
 
-        P(a preferred over b) = sigmoid(beta * (gold(a) - gold(b)))
+        u = beta * g + Gumbel(0, 1) noise
 
-    `beta` -> inf gives noiseless labels, `beta` = 0 coin flips. Pairs with identical
-    completions or equal gold reward carry no preference and are skipped, so fewer records than
-    prompts may come back.
+    (the Gumbel-max trick), so any two completions with different gold rewards are ordered as
+    a Bradley-Terry labeller (Bradley & Terry 1952; the preference model of RLHF, Christiano
+    et al. 2017, and DPO, Rafailov et al. 2023) would order them on their own:
+    P(a above b) = sigmoid(beta * (g(a) - g(b))); `beta` -> inf gives the gold order, `beta` = 0
+    a uniformly random one. Completions of equal gold reward share one noise draw and one score
+    (a tie: no preference), as do copies of one completion. ``scores`` are ranks, 0 for the
+    lowest.
     """
-    if not len(prompts) == len(completions_a) == len(completions_b):
-        raise JalignError(
-            f"label_pairs got {len(prompts)} prompts, {len(completions_a)} completions_a and "
-            f"{len(completions_b)} completions_b; allowed: the same number of each"
-        )
     if not beta >= 0.0:
-        raise JalignError(f"label_pairs beta={beta} is invalid; allowed: beta >= 0")
-    records = []
-    for prompt, a, b in zip(prompts, completions_a, completions_b, strict=True):
-        ga, gb = gold_reward(prompt, a), gold_reward(prompt, b)
-        if a == b or ga == gb:
-            continue
-        prefer_a = rng.random() < 0.5 * (1.0 + np.tanh(0.5 * beta * (ga - gb)))
-        chosen, rejected = (a, b) if prefer_a else (b, a)
-        records.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
-    return records
+        raise JalignError(f"rank_completions beta={beta} is invalid; allowed: beta >= 0")
+    gold = np.asarray([gold_reward(prompt, c) for c in completions])
+    values, tied = np.unique(gold, return_inverse=True)
+    utility = beta * values + rng.gumbel(size=len(values))
+    ranks = np.argsort(np.argsort(utility))
+    return {"prompt": prompt, "responses": list(completions), "scores": ranks[tied].tolist()}

@@ -35,7 +35,7 @@ from jalign.losses.preference import (
     PreferenceLossConfig,
     preference_loss,
 )
-from jalign.losses.reward import bradley_terry_loss
+from jalign.losses.reward import bradley_terry_loss, ranked_bradley_terry_loss
 from jalign.losses.rrhf import rrhf_loss
 from jalign.losses.sft import SFT_NORMALIZATIONS, sft_loss
 
@@ -68,6 +68,7 @@ __all__ = [
     "ppo_policy_loss",
     "ppo_value_loss",
     "preference_loss",
+    "ranked_bradley_terry_loss",
     "rrhf_loss",
     "sft_loss",
     "shifted_entropy",

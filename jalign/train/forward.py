@@ -1,5 +1,6 @@
-"""Forward passes shared by objectives: per-token logprobs, paired (chosen + rejected) passes in
-one concatenated call, and scalar heads read at each sequence's last real token."""
+"""Forward passes shared by objectives: per-token logprobs, paired (chosen + rejected) and
+ranked (k responses) passes in one concatenated call, and scalar heads read at each sequence's
+last real token."""
 
 from __future__ import annotations
 
@@ -75,6 +76,13 @@ def paired(batch: dict) -> dict:
         key: jnp.concatenate([batch[f"chosen_{key}"], batch[f"rejected_{key}"]], axis=0)
         for key in row_keys(batch, "chosen_")
     }
+
+
+def ranked_rows(batch: dict) -> dict:
+    """A ranked batch's [B, k, ...] row arrays -> one [B k, ...] batch (response j of row b at
+    b k + j)."""
+    b, k = batch["input_ids"].shape[:2]
+    return {key: batch[key].reshape(b * k, *batch[key].shape[2:]) for key in row_keys(batch)}
 
 
 def row_keys(batch: dict, prefix: str = "") -> tuple[str, ...]:

@@ -1,4 +1,10 @@
-"""Reward modeling (Bradley-Terry) with a scalar head, and the post-training reward centring."""
+"""Reward modeling (Bradley-Terry) with a scalar head, and the post-training reward centring.
+
+`rm.data_kind` picks the records: "preference" pairs {"prompt", "chosen", "rejected"}, or
+"ranked" {"prompt", "responses": [k texts], "scores": [k numbers]}, trained on all k(k-1)/2
+comparisons of each record at once (InstructGPT's K-wise loss: one forward pass per response,
+see `jalign.losses.ranked_bradley_terry_loss`).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,33 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
+from flax import nnx
 
-from jalign.data import PREFERENCE
-from jalign.losses import bradley_terry_loss
+from jalign.data import PREFERENCE, RANKED
+from jalign.losses import ranked_bradley_terry_loss
 from jalign.sharding import shard_batch
-from jalign.train.forward import paired, sequence_rewards
+from jalign.train.forward import paired, ranked_rows, sequence_rewards
 from jalign.train.objective import Objective, RunContext
+
+DATA_KINDS = (PREFERENCE, RANKED)
+
+
+def data_kind(config: ml_collections.ConfigDict) -> str:
+    return config.rm.data_kind
+
+
+def response_rewards(
+    graphdef: nnx.GraphDef, params: Any, batch: dict
+) -> tuple[jax.Array, jax.Array]:
+    """(rewards, scores) [B, k] of a ranked batch's k responses, or of a preference batch's
+    (chosen, rejected) with scores (1, 0): every response in one forward pass."""
+    if "scores" in batch:
+        b, k = batch["scores"].shape
+        rewards = sequence_rewards(graphdef, params, ranked_rows(batch))
+        return rewards.reshape(b, k), batch["scores"]
+    rewards = jnp.stack(jnp.split(sequence_rewards(graphdef, params, paired(batch)), 2), axis=1)
+    return rewards, jnp.broadcast_to(jnp.asarray([1.0, 0.0]), rewards.shape)
 
 
 def make_reward_loss(ctx: RunContext):
@@ -20,11 +47,9 @@ def make_reward_loss(ctx: RunContext):
 
     def loss_fn(params, frozen, batch, rng):
         del frozen, rng
-        rewards = sequence_rewards(ctx.graphdef, params, paired(batch))
-        chosen, rejected = jnp.split(rewards, 2)
-        margins = jnp.full_like(chosen, margin)
-        loss, metrics, weight = bradley_terry_loss(
-            chosen, rejected, margins, center_coef, batch["example_mask"]
+        rewards, scores = response_rewards(ctx.graphdef, params, batch)
+        loss, metrics, weight = ranked_bradley_terry_loss(
+            rewards, scores, margin, center_coef, batch["example_mask"]
         )
         return loss, {"metrics": metrics, "weight": weight}
 
@@ -37,12 +62,12 @@ def center_rewards(ctx: RunContext, state: Any, evaluator: Any) -> tuple[Any, di
     split when there is one, else the training data's first batches."""
     if not (ctx.config.rm.center_after_training and evaluator.enabled):
         return state.params, {}
-    reward_fn = jax.jit(lambda p, b: sequence_rewards(ctx.graphdef, p, paired(b)))
+    reward_fn = jax.jit(lambda p, b: response_rewards(ctx.graphdef, p, b)[0])
     total, count = 0.0, 0.0
     for batch in evaluator.batches():
         arrays = {k: v for k, v in batch.items() if hasattr(v, "shape")}
         rewards = jax.device_get(reward_fn(state.params, shard_batch(arrays, ctx.mesh)))
-        weights = jnp.concatenate([batch["example_mask"]] * 2)
+        weights = jnp.broadcast_to(batch["example_mask"][:, None], rewards.shape)
         total += float(jnp.sum(rewards * weights))
         count += float(jnp.sum(weights))
     mean = total / max(count, 1.0)
@@ -53,13 +78,15 @@ def center_rewards(ctx: RunContext, state: Any, evaluator: Any) -> tuple[Any, di
 
 REWARD_OBJECTIVE = Objective(
     name="rm",
-    data_kind=PREFERENCE,
+    data_kind=data_kind,
     head="scalar",
     defaults={
+        "data_kind": PREFERENCE,  # or "ranked": k scored responses per record
         "margin": 0.0,  # required reward gap: -log sigmoid(r_c - r_r - margin)
         "center_coef": 0.0,  # coef * (r_c + r_r)^2 keeps rewards centred (Eisenstein et al. 2023)
         "center_after_training": True,  # shift the bias so the mean reference reward is 0
     },
     make_loss=make_reward_loss,
     finalize=center_rewards,
+    choices={"data_kind": DATA_KINDS},
 )

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import jax.numpy as jnp
 
 from jalign.losses import rrhf_loss
-from jalign.train.forward import row_keys
+from jalign.train.forward import ranked_rows
 from jalign.train.objective import RunContext
 from jalign.train.objectives.completions import completion_logps
 
@@ -25,8 +25,7 @@ def make_rrhf_loss(ctx: RunContext) -> Callable:
     def loss_fn(params, frozen, batch, rng):
         del frozen, rng
         b, k = batch["input_ids"].shape[:2]
-        rows = {key: batch[key].reshape(b * k, -1) for key in row_keys(batch)}
-        out = completion_logps(ctx.graphdef, params, rows, chunk)
+        out = completion_logps(ctx.graphdef, params, ranked_rows(batch), chunk)
         per_token = (out.logps / jnp.maximum(out.lengths, 1.0)).reshape(b, k)
         best = jnp.argmax(batch["scores"], axis=1)
         best_nll = -jnp.take_along_axis(per_token, best[:, None], axis=1)[:, 0]
