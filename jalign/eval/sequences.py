@@ -1,7 +1,7 @@
 """Rollouts as teacher-forcing batches, and jitted per-row functions applied in fixed chunks.
 
 The sampler keeps prompts left-padded and completions after them; models read right-padded rows
-(`last_token_values` takes each row's last real token). `completion_sequences` packs each row's
+(`jalign.train.forward.sequence_rewards` reads each row's last real token). `completion_sequences` packs each row's
 real prompt tokens followed by its completion tokens (EOS included) to the left, in the token ids
 the sampler produced: nothing is decoded and re-tokenised.
 """

@@ -151,8 +151,8 @@ class ModelJudge:
 
     def _last_logits(self, params: Any, ids: jax.Array, mask: jax.Array) -> jax.Array:
         positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
-        logits, _ = apply(self.graphdef, params, ids, positions, mask)
-        return jax.nn.log_softmax(logits[:, -1].astype(jnp.float32))[:, self.choice_ids]
+        logits, _ = apply(self.graphdef, params, ids, positions, mask, read_columns=slice(-1, None))
+        return jax.nn.log_softmax(logits[:, 0].astype(jnp.float32))[:, self.choice_ids]
 
     def _encode(self, text: str) -> list[int]:
         if getattr(self.tokenizer, "chat_template", None):

@@ -1,6 +1,7 @@
 """Decoder-only transformers built from Hugging Face `config.json` files."""
 
 from jalign.models.config import SUPPORTED_MODEL_TYPES, ModelConfig, from_hf_dict, load_hf_config
+from jalign.models.layers import take_columns
 from jalign.models.transformer import (
     DecoderLM,
     KVCache,
@@ -25,4 +26,5 @@ __all__ = [
     "head_kernel",
     "load_hf_config",
     "project",
+    "take_columns",
 ]

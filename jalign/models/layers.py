@@ -180,6 +180,18 @@ def attention_mask(
     return same & (q_positions[:, :, None] >= k_positions[:, None, :])
 
 
+Columns = slice | jax.Array  # a static range of columns, or [B, W] column indices per row
+
+
+def take_columns(x: jax.Array, columns: Columns) -> jax.Array:
+    """x [B, T, ...] at `columns` along axis 1: a static `slice`, or int [B, W] indices (each
+    row its own W columns) -> [B, W, ...]."""
+    if isinstance(columns, slice):
+        return x[:, columns]
+    index = columns.reshape(columns.shape + (1,) * (x.ndim - 2))
+    return jnp.take_along_axis(x, index, axis=1)
+
+
 # A cache of S slots is read as its shortest prefix in {S, S/2, S/4, ...} (each rounded up to a
 # multiple of this many slots) that covers the filled slots: one compiled branch per length.
 CACHE_BLOCK = 64
@@ -275,23 +287,33 @@ class Attention(nnx.Module):
         mask: jax.Array,
         cache: tuple[jax.Array, jax.Array] | None = None,
         cache_index: jax.Array | int | None = None,
+        query_columns: Columns | None = None,
     ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
-        """x [B, T, D] at `positions` [B, T]; mask [B, T, S]: which keys each query sees (S = T
+        """x [B, T, D] at `positions` [B, T]; mask [B, Tq, S]: which keys each query sees (S = T
         without a cache, the cache length with one). cache: this layer's (keys transposed
         [B, KV, head_dim, S], values [B, KV, S, head_dim]); the chunk's keys/values are written at
-        slots [cache_index, cache_index + T) and the updated pair is returned."""
+        slots [cache_index, cache_index + T) and the updated pair is returned. Every column
+        gives keys and values; only `query_columns` (see `take_columns`; all T when None) give
+        queries, so the output is [B, Tq, D] with Tq the number of query columns."""
         cfg = self.cfg
         b, t, _ = x.shape
-        q, k, v = project_together(x, (self.q_proj, self.k_proj, self.v_proj))
-        q = q.reshape(b, t, cfg.num_heads, cfg.head_dim)
+        if query_columns is None:
+            q, k, v = project_together(x, (self.q_proj, self.k_proj, self.v_proj))
+            q_positions = positions
+        else:
+            q = self.q_proj(take_columns(x, query_columns))
+            k, v = project_together(x, (self.k_proj, self.v_proj))
+            q_positions = take_columns(positions, query_columns)
+        tq = q.shape[1]
+        q = q.reshape(b, tq, cfg.num_heads, cfg.head_dim)
         k = k.reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
         v = v.reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         if inv_freq is not None:
-            q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
+            q, k = apply_rope(q, q_positions, inv_freq), apply_rope(k, positions, inv_freq)
         k, v = k.transpose(0, 2, 3, 1), v.transpose(0, 2, 1, 3)  # [B, KV, hd, T], [B, KV, T, hd]
-        q = q.reshape(b, t, cfg.num_kv_heads, cfg.num_heads // cfg.num_kv_heads, cfg.head_dim)
+        q = q.reshape(b, tq, cfg.num_kv_heads, cfg.num_heads // cfg.num_kv_heads, cfg.head_dim)
 
         if cache is None:
             return self.o_proj(_attend(q, k, v, mask, cfg)), None
@@ -335,10 +357,16 @@ class Block(nnx.Module):
         else:
             self.post_attn_norm = self.post_mlp_norm = None
 
-    def __call__(self, x: jax.Array, *args, **kwargs) -> tuple[jax.Array, tuple | None]:
-        h, cache = self.attn(self.attn_norm(x), *args, **kwargs)
+    def __call__(
+        self, x: jax.Array, *args, query_columns: Columns | None = None, **kwargs
+    ) -> tuple[jax.Array, tuple | None]:
+        """x [B, T, D] -> ([B, Tq, D], cache); with `query_columns` only those columns go on
+        past the attention's keys and values (see `Attention.__call__`)."""
+        h, cache = self.attn(self.attn_norm(x), *args, query_columns=query_columns, **kwargs)
         if self.post_attn_norm is not None:
             h = self.post_attn_norm(h)
+        if query_columns is not None:
+            x = take_columns(x, query_columns)
         x = x + h
         h = self.mlp(self.mlp_norm(x))
         if self.post_mlp_norm is not None:

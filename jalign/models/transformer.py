@@ -23,11 +23,13 @@ from flax import nnx
 from jalign.models.config import ModelConfig
 from jalign.models.layers import (
     Block,
+    Columns,
     Linear,
     Norm,
     attention_mask,
     dense,
     rope_inverse_frequencies,
+    take_columns,
 )
 
 Params = dict[str, Any]
@@ -136,6 +138,7 @@ class DecoderLM(nnx.Module):
         cache: KVCache | None = None,
         cache_index: jax.Array | int | None = None,
         return_hidden: bool = False,
+        read_columns: Columns | None = None,
     ) -> tuple[jax.Array, KVCache | None]:
         """Run the model on a [B, T] chunk of tokens.
 
@@ -143,6 +146,14 @@ class DecoderLM(nnx.Module):
         written at slots [cache_index, cache_index + T) and the chunk attends to every valid
         cached slot. Returns (outputs, cache): outputs are logits [B, T, V] (lm head), scalars
         [B, T] (scalar head) or, with `return_hidden`, final-normed hidden states [B, T, D].
+
+        `read_columns` (a static `slice` or int [B, W] indices, see `layers.take_columns`):
+        return the outputs at those columns only, [B, W, ...]. The last block then computes
+        its keys and values at every column (the read columns attend to them) but its queries,
+        attention output, MLP, the final norm and the head only at the read ones: an SFT or
+        DPO loss reads the completion, a reward model the last token, a prefill the last
+        prompt token. With `scan_layers` the whole stack runs and the columns are taken after
+        it (a scanned stack runs every layer alike).
         """
         cfg = self.cfg
         x = self.embed(input_ids)
@@ -165,7 +176,9 @@ class DecoderLM(nnx.Module):
         visible = attention_mask(positions, segment_ids, k_positions, k_segments)
         delta = positions[:, :, None] - k_positions[:, None, :]
 
-        x, new_kv = self._run_layers(x, positions, inv_freq, visible, delta, cache, cache_index)
+        x, new_kv = self._run_layers(
+            x, positions, inv_freq, visible, delta, cache, cache_index, read_columns
+        )
         if cache is not None:
             cache = dataclasses.replace(cache, k=new_kv[0], v=new_kv[1])
 
@@ -200,19 +213,25 @@ class DecoderLM(nnx.Module):
             logits = jnp.tanh(logits / cfg.final_logit_softcap) * cfg.final_logit_softcap
         return logits
 
-    def _run_layers(self, x, positions, inv_freq, visible, delta, cache, cache_index):
-        """The block stack; returns (x, (k, v) of the updated cache or None)."""
+    def _run_layers(self, x, positions, inv_freq, visible, delta, cache, cache_index, columns):
+        """The block stack; returns (x, (k, v) of the updated cache or None); x only at
+        `columns` when given (see `__call__`)."""
         cfg = self.cfg
         if not cfg.scan_layers:
             masks = {
                 w: visible if w is None else visible & (delta < w) for w in set(cfg.sliding_windows)
             }
             ks, vs = [], []
+            last = len(self.layers) - 1
             for i, block in enumerate(self.layers):
                 layer_kv = (cache.k[i], cache.v[i]) if cache is not None else None
+                mask = masks[cfg.sliding_windows[i]]
+                queries = columns if i == last else None
+                if queries is not None:
+                    mask = take_columns(mask, queries)
 
-                def layer(blk, h, kv, mask=masks[cfg.sliding_windows[i]]):
-                    return blk(h, positions, inv_freq, mask, kv, cache_index)
+                def layer(blk, h, kv, mask=mask, queries=queries):
+                    return blk(h, positions, inv_freq, mask, kv, cache_index, query_columns=queries)
 
                 if cfg.remat:
                     layer = nnx.remat(layer)
@@ -238,7 +257,8 @@ class DecoderLM(nnx.Module):
 
         if cfg.remat:
             body = jax.checkpoint(body)
-        return jax.lax.scan(body, x, (stacked, windows, kv_xs))
+        x, new_kv = jax.lax.scan(body, x, (stacked, windows, kv_xs))
+        return (x if columns is None else take_columns(x, columns)), new_kv
 
 
 def create_model(cfg: ModelConfig, head: str = "lm", seed: int = 0) -> tuple[nnx.GraphDef, Params]:
@@ -264,10 +284,11 @@ def apply(
     cache: KVCache | None = None,
     cache_index: jax.Array | int | None = None,
     return_hidden: bool = False,
+    read_columns: Columns | None = None,
 ) -> tuple[jax.Array, KVCache | None]:
     """Functional forward pass: `DecoderLM.__call__` on `params`. Pure, jit-able."""
     model = nnx.merge(graphdef, params)
-    return model(input_ids, positions, segment_ids, cache, cache_index, return_hidden)
+    return model(input_ids, positions, segment_ids, cache, cache_index, return_hidden, read_columns)
 
 
 def head_kernel(graphdef: nnx.GraphDef, params: Params) -> jax.Array:

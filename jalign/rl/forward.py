@@ -22,9 +22,10 @@ def completion_outputs(
 ) -> jax.Array:
     """The head's outputs at the N columns that predict the completion tokens ([B, N, ...]),
     with `last` also at the final column ([B, N + 1, ...]: index t is the output after
-    completion token t - 1, i.e. after the prompt for t = 0). The prompt's columns run through
-    the model (the completion attends to them) but not through the head, which for an LM is a
-    [D, V] matmul and a log-softmax per column.
+    completion token t - 1, i.e. after the prompt for t = 0). The prompt's columns give keys
+    and values in every block (the completion attends to them) but skip the last block's
+    queries and MLP and the head, which for an LM is a [D, V] matmul and a log-softmax per
+    column (`apply`'s `read_columns`).
 
     group > 1: rows [i*group, (i+1)*group) share one prompt (a group of samples, as the sampler
     lays them out), which then runs through the model once per group: its keys and values fill
@@ -39,15 +40,22 @@ def completion_outputs(
     prompt = ids.shape[1] - width
     stop = ids.shape[1] if last else ids.shape[1] - 1  # the columns whose outputs are read
     if group == 1:
-        hidden, _ = apply(graphdef, params, ids, pos, seg, return_hidden=True)
-        return project(graphdef, params, hidden[:, prompt - 1 : stop])
+        read = slice(prompt - 1, stop)
+        hidden, _ = apply(graphdef, params, ids, pos, seg, return_hidden=True, read_columns=read)
+        return project(graphdef, params, hidden)
     model = nnx.merge(graphdef, params)
     cache = KVCache.init(model.cfg, ids.shape[0] // group, stop)
     first = slice(None, None, group)  # one row per group
     hidden, cache = model(
-        ids[first, :prompt], pos[first, :prompt], seg[first, :prompt], cache, 0, return_hidden=True
+        ids[first, :prompt],
+        pos[first, :prompt],
+        seg[first, :prompt],
+        cache,
+        0,
+        return_hidden=True,
+        read_columns=slice(prompt - 1, prompt),  # predicts completion token 0
     )
-    hidden = jnp.repeat(hidden[:, -1:], group, axis=0)  # predicts completion token 0
+    hidden = jnp.repeat(hidden, group, axis=0)
     if stop > prompt:
         rest = slice(prompt, stop)
         cache = cache.repeat_rows(group)

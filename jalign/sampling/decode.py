@@ -151,9 +151,17 @@ def _build_decoder(graphdef: nnx.GraphDef, cfg: ModelConfig, spec: _DecodeSpec, 
             cache = constrain(cache, kv_shardings)
         positions = jnp.maximum(jnp.cumsum(prompt_mask, axis=1) - 1, 0)
         hidden, cache = apply(
-            graphdef, params, input_ids, positions, prompt_mask, cache, 0, return_hidden=True
+            graphdef,
+            params,
+            input_ids,
+            positions,
+            prompt_mask,
+            cache,
+            0,
+            return_hidden=True,
+            read_columns=slice(width - 1, None),  # the last prompt token picks token 0
         )
-        logits = project(graphdef, params, hidden[:, -1])
+        logits = project(graphdef, params, hidden[:, 0])
 
         def per_sample(x):
             return rows(jnp.repeat(x, spec.n, axis=0))

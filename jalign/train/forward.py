@@ -12,7 +12,7 @@ from flax import nnx
 
 from jalign.data.schemas import TARGET_COLUMNS
 from jalign.losses import chunked_token_logprobs, last_token_index, token_logprobs
-from jalign.models import apply, project
+from jalign.models import apply, project, take_columns
 
 SEQUENCE_KEYS = ("input_ids", "positions", "segment_ids", "loss_mask")
 ROW_KEYS = (*SEQUENCE_KEYS, TARGET_COLUMNS)  # a training row's arrays; the last is optional
@@ -41,24 +41,30 @@ def target_logprobs(
 
     With `target_columns` [N, W] in the rows (the collator adds them: `jalign.data.batching`),
     those W columns of each row; without, every column but the last. A prompt's columns need
-    hidden states (the targets attend to them) but no logits, so the LM head and log-softmax
-    run on W columns instead of T. `chunk > 0` computes them in chunks of the window (no
-    [N, W, V] float32 tensor at once; see `jalign.losses.chunked_token_logprobs`).
+    keys and values (the targets attend to them) but no logits, so the last block's queries
+    and MLP, the LM head and the log-softmax run on W columns instead of T (`apply`'s
+    `read_columns`). `chunk > 0` computes them in chunks of the window (no [N, W, V] float32
+    tensor at once; see `jalign.losses.chunked_token_logprobs`).
     """
     ids, mask = rows["input_ids"], rows["loss_mask"]
-    hidden, _ = apply(
-        graphdef, params, ids, rows["positions"], rows["segment_ids"], return_hidden=True
-    )
     columns = rows.get(TARGET_COLUMNS)
     if columns is None or columns.shape[1] == ids.shape[1] - 1:  # a full window starts at 0
-        hidden, targets, mask = hidden[:, :-1], ids[:, 1:], mask[:, 1:]
+        read, targets, mask = slice(None, -1), ids[:, 1:], mask[:, 1:]
     else:
-        take = lambda x, c: jnp.take_along_axis(x, c, axis=1)  # noqa: E731
-        hidden, targets, mask = (
-            take(hidden, columns[..., None]),
-            take(ids, columns + 1),
-            take(mask, columns + 1),
+        read, targets, mask = (
+            columns,
+            take_columns(ids, columns + 1),
+            take_columns(mask, columns + 1),
         )
+    hidden, _ = apply(
+        graphdef,
+        params,
+        ids,
+        rows["positions"],
+        rows["segment_ids"],
+        return_hidden=True,
+        read_columns=read,
+    )
     unembed = lambda h: project(graphdef, params, h)  # noqa: E731
     if chunk > 0:
         return TargetLogprobs(
@@ -90,15 +96,16 @@ def row_keys(batch: dict, prefix: str = "") -> tuple[str, ...]:
     return tuple(key for key in ROW_KEYS if f"{prefix}{key}" in batch)
 
 
-def last_token_values(values: jax.Array, segment_ids: jax.Array) -> jax.Array:
-    """values [B, T] read at each row's last real token (rows padded on either side)."""
-    last = last_token_index(segment_ids)
-    return jnp.take_along_axis(values, last[:, None], axis=1)[:, 0]
-
-
 def sequence_rewards(graphdef: nnx.GraphDef, params: Any, batch: dict) -> jax.Array:
-    """A scalar-head model's reward for each row: its output at the last real token."""
+    """A scalar-head model's reward for each row: its output at the last real token (the only
+    column the model's last block and head run queries on, `apply`'s `read_columns`)."""
+    last = last_token_index(batch["segment_ids"])
     scores, _ = apply(
-        graphdef, params, batch["input_ids"], batch["positions"], batch["segment_ids"]
+        graphdef,
+        params,
+        batch["input_ids"],
+        batch["positions"],
+        batch["segment_ids"],
+        read_columns=last[:, None],
     )
-    return last_token_values(scores, batch["segment_ids"])
+    return scores[:, 0]
