@@ -64,9 +64,11 @@ def test_ranked_records_train_like_their_pairs(tmp_path):
     ranked, ranked_losses = _run(tmp_path / "ranked", ranked_file, "ranked", len(rankings))
     paired, paired_losses = _run(tmp_path / "pairs", pairs_file, "preference", len(pairs))
     assert len(ranked_losses) == STEPS
-    np.testing.assert_allclose(ranked_losses, paired_losses, rtol=2e-5)
+    # float32 sums in another order, compounded by Adam's steps: 2e-5 apart at the fifth.
+    np.testing.assert_allclose(ranked_losses, paired_losses, rtol=1e-4)
     # The steps move the loss, so equal later losses mean equal updates.
     assert np.ptp(ranked_losses) > 0.01
-    # After the last update (float32 sums in another order, 5 Adam steps): 4e-5 apart.
     for key in ("loss", "accuracy", "margin"):
-        assert ranked.eval_metrics[key] == pytest.approx(paired.eval_metrics[key], rel=1e-4, abs=1e-4)
+        assert ranked.eval_metrics[key] == pytest.approx(
+            paired.eval_metrics[key], rel=1e-4, abs=1e-4
+        )
