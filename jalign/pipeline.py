@@ -2,8 +2,9 @@
 
     jalign pipeline --config configs/pipeline_demo.py [--config.ppo.rl.kl_coef=0.02 ...]
 
-1. the demo run (`jalign.demo.run`): SFT on imperfect demonstrations, preference pairs sampled
-   from the SFT policy and labelled by the gold reward with Bradley-Terry noise, a reward model;
+1. the demo run (`jalign.demo.run`): SFT on imperfect demonstrations, samples of the SFT policy
+   ranked by the gold reward with Plackett-Luce noise (Bradley-Terry noise on every pair), a
+   reward model trained on the rankings, and the rankings' preference pairs;
 2. from the same SFT model, each stage of `stages` (any of "dpo", "semi_online_dpo", "ppo",
    "grpo"): an ordinary jalign trainer run whose config is the pipeline config's section of the
    same name (every key of that trainer is allowed and checked there);

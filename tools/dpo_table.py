@@ -6,8 +6,8 @@ number of steps, then a table of gold reward, KL to the SFT model and length.
 
 Inputs: the demo run at `--demo` (`python -m jalign.demo.run`; made here with `run_demo` when
 its summary.json is missing): the SFT model `sft/hf`, the reward model `rm/hf`, the preference
-pairs `data/prefs_train.jsonl` (the SFT policy's samples, labelled by the gold reward with
-Bradley-Terry noise) and the prompt files.
+pairs `data/prefs_train.jsonl` (every comparison of the SFT policy's samples, 8 per prompt,
+ranked by the gold reward with Plackett-Luce noise) and the prompt files.
 
 Every offline variant learns from the same samples and labels:
 - paired types read the pairs as they are;

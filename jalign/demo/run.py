@@ -44,9 +44,10 @@ class DemoScale:
 
     @classmethod
     def quick(cls) -> DemoScale:
-        """The full SFT and reward model (the reward model's accuracy rests on the SFT policy:
-        400 SFT steps instead of 600 cost it 7 points), on fewer held-out prompts."""
-        return cls(eval_prompts=128)
+        """The full SFT (the reward model's accuracy rests on it: 400 steps instead of 600 cost
+        it 7 points), with fewer held-out prompts and reward-model steps (the suite's SFT model:
+        held-out accuracy 89.4% after 200 steps, 90.7% after 300)."""
+        return cls(rm_steps=200, eval_prompts=128)
 
 
 def _read_prompts(path: Path, limit: int) -> list[str]:
@@ -138,6 +139,7 @@ def run_demo(out: Path, scale: DemoScale) -> dict:
     # at 300 steps of 128 sequences: 82.2-85.7% on 384 prompts' samples paired two by two
     # (64 pairs a step), 82% on 384 prompts ranked, 86.5-88.5% on 3072 prompts ranked (16
     # rankings a step); 200 steps of 32 rankings: 87.3-88.1%, 300 steps: 89.7% on the weakest.
+    # (Measured before `read_columns` changed the rounding; see `DemoScale.quick` for after.)
     rankings = sample_rankings(
         graphdef,
         sft_params,
