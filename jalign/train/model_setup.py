@@ -20,7 +20,8 @@ from jalign.sharding import host_array, param_shardings, parse_rules
 
 @dataclasses.dataclass
 class LoadedModel:
-    """A model on the mesh: its config, graphdef, params, and each param's sharding."""
+    """A model on the mesh: its config, graphdef, params, each param's sharding, and its head
+    ("lm" or "scalar", which its HF export keeps)."""
 
     config: ModelConfig
     graphdef: nnx.GraphDef
@@ -28,6 +29,7 @@ class LoadedModel:
     shardings: Any
     source: Path
     mesh: Mesh
+    head: str = "lm"
 
 
 def model_overrides(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -60,12 +62,12 @@ def load_model(
         graphdef, params = create_model(model_cfg, head=head, seed=cfg.seed)
         shardings = shardings_for(model_cfg, params)
         params = jax.device_put(params, shardings)
-        return LoadedModel(model_cfg, graphdef, params, shardings, Path(path), mesh)
+        return LoadedModel(model_cfg, graphdef, params, shardings, Path(path), mesh, head)
     folder, model_cfg, graphdef, params = load_model_source(
         path, shardings=shardings_for, head=head, **overrides
     )
     shardings = jax.tree.map(lambda x: x.sharding, params)
-    return LoadedModel(model_cfg, graphdef, params, shardings, Path(folder), mesh)
+    return LoadedModel(model_cfg, graphdef, params, shardings, Path(folder), mesh, head)
 
 
 def state_shardings(
@@ -100,6 +102,8 @@ def export_model(model: LoadedModel, params: Any, folder: Path, tokenizer: Any) 
     multi-process run every process gathers the params (collectively) and process 0 writes."""
     host_params = jax.tree.map(host_array, params)
     if jax.process_index() == 0:
-        save_hf_model(folder, model.config, host_params, source_config=model.source)
+        save_hf_model(
+            folder, model.config, host_params, source_config=model.source, head=model.head
+        )
         tokenizer.save_pretrained(folder)
     return folder
