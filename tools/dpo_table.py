@@ -27,7 +27,7 @@ model, mean over the policy's own temperature-1 samples of log pi(y|x) - log pi_
 Prints a markdown table and writes `table.json` under `--out`. Each variant's row is kept in
 `--out/<variant>/row.json` with its config hash, so a rerun retrains only what changed.
 
-Settings: 100 steps of 32 pairs (under half an epoch of the demo's 7136 pairs), lr 1e-4 with
+Settings: 100 steps of 32 pairs (5% of an epoch of the demo's ~71000 pairs), lr 1e-4 with
 10 warmup steps, beta 0.1 for the DPO-like types (a probe at lr 5e-4 drove the sigmoid policy
 to KL 4.4 and greedy gold 0.58); IPO's tau 0.5 (target per-token margin 1), SimPO's beta 2 and
 gamma 1 (the paper's gamma / beta = 0.5); semi-online rounds every 20 steps from 320 prompts x
