@@ -1,6 +1,6 @@
 """The reward-model trainer on ranked records: k responses' k(k-1)/2 comparisons, trained at
 once, give the losses and accuracies of the same comparisons trained as pairs, step by step; and
-the exported HF folder holds the trained, centred score head."""
+the exported HF folder (and its `jalign convert` copy) holds the trained, centred score head."""
 
 import json
 
@@ -12,7 +12,7 @@ from jalign.demo.build import DatasetSizes, demo_datasets
 from jalign.demo.preferences import ranking_pairs, write_jsonl
 from jalign.demo.run import stage_config
 from jalign.demo.task import ImperfectDemonstrator, rank_completions
-from jalign.interop import load_hf_model
+from jalign.interop import convert, load_hf_model
 from jalign.train.loop import train
 from jalign.train.trainers import objectives
 
@@ -74,9 +74,12 @@ def test_ranked_records_train_like_their_pairs(tmp_path):
         assert ranked.eval_metrics[key] == pytest.approx(
             paired.eval_metrics[key], rel=1e-4, abs=1e-4
         )
-    # The export keeps the score head, its bias shifted by the centring.
-    _, _, exported = load_hf_model(tmp_path / "ranked" / "hf", head="scalar")
-    for name in ("kernel", "bias"):
-        np.testing.assert_array_equal(exported["score"][name], ranked.params["score"][name])
+    # The export keeps the score head, its bias shifted by the centring, and so does
+    # `jalign convert` of the export.
+    copy = convert(tmp_path / "ranked" / "hf", tmp_path / "copy")
+    for folder in (tmp_path / "ranked" / "hf", copy):
+        _, _, exported = load_hf_model(folder, head="scalar")
+        for name in ("kernel", "bias"):
+            np.testing.assert_array_equal(exported["score"][name], ranked.params["score"][name])
     shift = ranked.metrics["rm/reward_mean_before_centering"]
     assert abs(shift) > 1e-3

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -96,5 +97,16 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
         gguf_file = smollm2_gguf_path() if str(src) in BUNDLED else Path(src)
         return convert_gguf(gguf_file, dst)
     folder = resolve_model_folder(src)
-    cfg, _, params = load_hf_model(folder)
-    return save_hf_model(dst, cfg, params, source_config=folder, tokenizer_folder=folder)
+    head = checkpoint_head(folder)
+    cfg, _, params = load_hf_model(folder, head=head)
+    return save_hf_model(dst, cfg, params, source_config=folder, head=head, tokenizer_folder=folder)
+
+
+def checkpoint_head(folder: str | os.PathLike) -> str:
+    """`"scalar"` for an HF folder whose config.json names a *ForSequenceClassification
+    architecture (a reward or value model, as jalign exports them), else "lm"."""
+    config = json.loads((Path(folder) / "config.json").read_text())
+    classifier = any(
+        a.endswith("ForSequenceClassification") for a in config.get("architectures") or []
+    )
+    return "scalar" if classifier else "lm"
