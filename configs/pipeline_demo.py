@@ -5,9 +5,9 @@
 SFT -> rankings of the SFT policy's samples -> reward model (the `demo` section), then from the
 same SFT model: offline DPO on the rankings' pairs, PPO with the reward model (value model
 initialised from it), and the two verifier-driven methods, semi-online DPO and GRPO, with the
-gold reward as their verifier; finally one evaluation table against the SFT model. "{sft}", "{rm}" and
-"{data}" are the demo run's outputs. Offline DPO and semi-online DPO train for the same number
-of steps on the same number of pairs per step.
+gold reward as their verifier; finally one evaluation table against the SFT model. "{sft}",
+"{rm}" and "{data}" are the demo run's outputs. Offline DPO and semi-online DPO train for the
+same number of steps on the same number of pairs per step.
 """
 
 import ml_collections

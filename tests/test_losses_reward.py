@@ -94,7 +94,10 @@ def test_ranked_loss_value_gradients_and_metrics_match_hand_computation():
 
     rewards = jnp.asarray(RANK_REWARDS, jnp.float32)
     value, metrics, weight = loss(rewards)
-    reference = lambda r: _ranked_reference(r, RANK_SCORES, RANK_MARGIN, 0.05, RANK_MASK)  # noqa: E731
+
+    def reference(r):
+        return _ranked_reference(r, RANK_SCORES, RANK_MARGIN, 0.05, RANK_MASK)
+
     assert weight == 5  # 3 comparisons in row 0, 2 in row 1 (its tie makes none)
     assert value == pytest.approx(reference(RANK_REWARDS), rel=1e-6)
     np.testing.assert_allclose(

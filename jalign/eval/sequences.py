@@ -1,9 +1,10 @@
 """Rollouts as teacher-forcing batches, and jitted per-row functions applied in fixed chunks.
 
 The sampler keeps prompts left-padded and completions after them; models read right-padded rows
-(`jalign.train.forward.sequence_rewards` reads each row's last real token). `completion_sequences` packs each row's
-real prompt tokens followed by its completion tokens (EOS included) to the left, in the token ids
-the sampler produced: nothing is decoded and re-tokenised.
+(`jalign.train.forward.sequence_rewards` reads each row's last real token).
+`completion_sequences` packs each row's real prompt tokens followed by its completion tokens
+(EOS included) to the left, in the token ids the sampler produced: nothing is decoded and
+re-tokenised.
 """
 
 from __future__ import annotations

@@ -35,7 +35,11 @@ from jalign.losses.preference import (
     PreferenceLossConfig,
     preference_loss,
 )
-from jalign.losses.reward import bradley_terry_loss, ranked_bradley_terry_loss
+from jalign.losses.reward import (
+    bradley_terry_loss,
+    pairs_as_rankings,
+    ranked_bradley_terry_loss,
+)
 from jalign.losses.rrhf import rrhf_loss
 from jalign.losses.sft import SFT_NORMALIZATIONS, sft_loss
 
@@ -64,6 +68,7 @@ __all__ = [
     "masked_sum",
     "masked_whiten",
     "normalize_scores",
+    "pairs_as_rankings",
     "penalize_missing_eos",
     "ppo_policy_loss",
     "ppo_value_loss",

@@ -75,6 +75,12 @@ def bradley_terry_loss(
     """L = sum_i w_i [-log sigmoid(r_c,i - r_r,i - m_i) + c (r_c,i + r_r,i)^2] / sum_i w_i:
     `ranked_bradley_terry_loss` of pairs (chosen [B] ranked above rejected [B]), where the
     margin, the centring term and the returned weight (number of pairs) are explained."""
+    return ranked_bradley_terry_loss(
+        *pairs_as_rankings(chosen, rejected), margin, center_coef, example_mask
+    )
+
+
+def pairs_as_rankings(chosen: jax.Array, rejected: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Rewards of pairs [B] as rankings of k = 2: (rewards [B, 2], scores [B, 2] = (1, 0))."""
     rewards = jnp.stack([chosen, rejected], axis=1)
-    scores = jnp.broadcast_to(jnp.asarray([1.0, 0.0]), rewards.shape)
-    return ranked_bradley_terry_loss(rewards, scores, margin, center_coef, example_mask)
+    return rewards, jnp.broadcast_to(jnp.asarray([1.0, 0.0], rewards.dtype), rewards.shape)

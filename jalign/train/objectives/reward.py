@@ -16,7 +16,7 @@ import ml_collections
 from flax import nnx
 
 from jalign.data import PREFERENCE, RANKED
-from jalign.losses import ranked_bradley_terry_loss
+from jalign.losses import pairs_as_rankings, ranked_bradley_terry_loss
 from jalign.sharding import shard_batch
 from jalign.train.forward import paired, ranked_rows, sequence_rewards
 from jalign.train.objective import Objective, RunContext
@@ -37,8 +37,7 @@ def response_rewards(
         b, k = batch["scores"].shape
         rewards = sequence_rewards(graphdef, params, ranked_rows(batch))
         return rewards.reshape(b, k), batch["scores"]
-    rewards = jnp.stack(jnp.split(sequence_rewards(graphdef, params, paired(batch)), 2), axis=1)
-    return rewards, jnp.broadcast_to(jnp.asarray([1.0, 0.0]), rewards.shape)
+    return pairs_as_rankings(*jnp.split(sequence_rewards(graphdef, params, paired(batch)), 2))
 
 
 def make_reward_loss(ctx: RunContext):
