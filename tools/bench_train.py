@@ -13,7 +13,7 @@ default):
   run each step, no precomputed reference log-probs, no padding-free), on pairs of rows that
   share a prompt and differ in their completion (every completion token is a target).
 
-    python tools/bench_train.py [--quick] [--trainer sft dpo]
+    python tools/bench_train.py [--quick] [--trainer sft dpo] [--rounds R]
 
 For each model and trainer it prints training throughput for both (rows or pairs per second,
 and policy tokens per second) and their ratio, then the achieved FLOP/s as a fraction of this
@@ -26,7 +26,11 @@ they see the same weights, tokens and targets (SFT: the loss; DPO: logps/chosen,
 completion log-prob of the chosen rows, averaged over pairs).
 
 What is timed: the median over the timed steps of the wall-clock time of one optimizer step,
-after a few untimed warmup steps (compilation included):
+after a few untimed warmup steps (compilation included), in R rounds that alternate the sides
+(jalign, then TRL, R times; 3 by default, 2 with --quick): this machine's speed drifts 10-40%
+over minutes, and one measurement of each side taken at different moments let that drift set
+the ratio (the same full-sequence run read 1.52x and 2.01x). Each side's number is its median
+over rounds; the ratio is the median of the per-round ratios, printed with every round's.
 - jalign: the jitted `make_train_step` (the objective's loss: forward (policy and, for DPO, the
   reference), backward, clip, AdamW, metrics) called on a host numpy batch, ending with
   `block_until_ready` on the loss; the time between consecutive step ends.
@@ -57,6 +61,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import datasets
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import torch
@@ -200,8 +205,10 @@ def median_step(ends: list[float], run: Run) -> float:
     return float(np.median(np.diff(ends[run.warmup - 1 :])))
 
 
-def bench_jalign(run: Run) -> tuple[float, float, ModelConfig, int]:
-    """(seconds per timed step, first-batch check metric, model config, parameter count)."""
+def prepare_jalign(run: Run) -> tuple[Callable[[], tuple[float, float]], ModelConfig, int]:
+    """(measure, model config, parameter count): the step is compiled once; each `measure()`
+    trains from the initial params and returns (seconds per timed step, first-batch check
+    metric)."""
     cfg, graphdef, params = load_hf_model(run.folder)
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
     steps = run.warmup + run.timed
@@ -224,18 +231,22 @@ def bench_jalign(run: Run) -> tuple[float, float, ModelConfig, int]:
     )
     frozen = objective.make_frozen(ctx, params) if objective.make_frozen else None
     step = compile_step(make_train_step(objective.make_loss(ctx), optimizer))
-    state = init_train_state(params, optimizer, seed=0, frozen=frozen)
     ids = random_ids(cfg.vocab_size, run)
     batches = [jalign_batch(ids[i * run.batch : (i + 1) * run.batch], run) for i in range(steps)]
 
-    ends, check = [], 0.0
-    for i, batch in enumerate(batches):
-        state, metrics = step(state, batch)
-        jax.block_until_ready(metrics["loss"])
-        ends.append(time.perf_counter())
-        if i == 0:
-            check = float(metrics[run.kind.check])
-    return median_step(ends, run), check, cfg, n_params
+    def measure() -> tuple[float, float]:
+        fresh, fresh_frozen = jax.tree.map(jnp.copy, (params, frozen))  # the step donates them
+        state = init_train_state(fresh, optimizer, seed=0, frozen=fresh_frozen)
+        ends, check = [], 0.0
+        for i, batch in enumerate(batches):
+            state, metrics = step(state, batch)
+            jax.block_until_ready(metrics["loss"])
+            ends.append(time.perf_counter())
+            if i == 0:
+                check = float(metrics[run.kind.check])
+        return median_step(ends, run), check
+
+    return measure, cfg, n_params
 
 
 class StepClock(TrainerCallback):
@@ -349,25 +360,37 @@ def step_flops(cfg: ModelConfig, n_params: int, run: Run) -> float:
     return passes * (2 * (n_params - head) * run.tokens + 2 * head * head_positions + attention)
 
 
-def bench(run: Run, peak: float, tokenizer_folder: str) -> None:
-    t_jalign, check_jalign, cfg, n_params = bench_jalign(run)
+def bench(run: Run, peak: float, tokenizer_folder: str, rounds: int) -> None:
+    """Measure both sides in `rounds` alternated rounds (jalign, then TRL) and print each side's
+    median step, every round's ratio and their median."""
+    measure, cfg, n_params = prepare_jalign(run)
     request = {"run": dataclasses.asdict(run), "vocab": cfg.vocab_size, "tok": tokenizer_folder}
-    t_trl, check_trl = measure_peer(__file__, request)["result"]
+    times: dict[str, list[float]] = {"jalign": [], "TRL": []}
+    for _ in range(rounds):
+        seconds, check_jalign = measure()
+        times["jalign"].append(seconds)
+        seconds, check_trl = measure_peer(__file__, request)["result"]
+        times["TRL"].append(seconds)
     unit = run.kind.unit
     print(
         f"\n== {run.trainer.upper()} {run.name} ({n_params / 1e6:.1f}M params): batch {run.batch} "
         f"{unit}s, seq {run.seq} (prompt {run.prompt}), fp32, {run.warmup} warmup + {run.timed} "
-        f"timed steps (median step), load average now {os.getloadavg()[0]:.2f}"
+        f"timed steps (median step) x {rounds} alternated rounds, load average now "
+        f"{os.getloadavg()[0]:.2f}"
     )
     print(f"first-batch {run.kind.check}: jalign {check_jalign:.4f}, transformers {check_trl:.4f}")
-    for name, seconds in (("jalign", t_jalign), ("TRL", t_trl)):
+    median = {name: float(np.median(t)) for name, t in times.items()}
+    for name, seconds in median.items():
+        per_round = ", ".join(f"{t * 1e3:.1f}" for t in times[name])
         print(
             f"{name:6s} {run.batch / seconds:8.2f} {unit}s/s  {run.tokens / seconds:10.1f} tok/s  "
-            f"({seconds * 1e3:.1f} ms/step)"
+            f"({seconds * 1e3:.1f} ms/step; rounds: {per_round})"
         )
-    print(f"ratio (jalign / TRL): {t_trl / t_jalign:.2f}x")
+    ratios = [trl / own for own, trl in zip(times["jalign"], times["TRL"], strict=True)]
+    per_round = ", ".join(f"{r:.2f}x" for r in ratios)
+    print(f"ratio (jalign / TRL): {np.median(ratios):.2f}x (median of rounds: {per_round})")
     flops = step_flops(cfg, n_params, run)
-    for name, seconds in (("jalign", t_jalign), ("TRL", t_trl)):
+    for name, seconds in median.items():
         print(
             f"{name} achieved {flops / seconds / 1e9:.1f} GFLOP/s "
             f"({flops / 1e9:.1f} GFLOP/step) = {flops / seconds / peak:.0%} of matmul peak"
@@ -398,6 +421,12 @@ def main() -> None:
         default=list(TRAINERS),
         help="trainers to benchmark (default: all)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="alternated rounds per run, jalign then TRL (default: 3, --quick: 2)",
+    )
     parser.add_argument(PEER_FLAG, help=argparse.SUPPRESS)  # child process: TRL's side only
     args = parser.parse_args()
     quiet_peer_libraries()
@@ -407,6 +436,7 @@ def main() -> None:
         report_peer({"result": bench_trl(run, request["vocab"], request["tok"])})
         return
     prepare_command_process()  # TRL runs in a child process without the huge-page restart
+    rounds = args.rounds or (2 if args.quick else 3)
     peak = measure_matmul_peak()
     print(
         f"machine: {peak / 1e9:.1f} GFLOP/s fp32 matmul, {os.cpu_count()} CPUs, "
@@ -418,7 +448,7 @@ def main() -> None:
         demo_folder = demo_size_folder(root)
         for trainer in args.trainer:
             for run in runs(trainer, args.quick, demo_folder, tokenizer_folder):
-                bench(run, peak, tokenizer_folder)
+                bench(run, peak, tokenizer_folder, rounds)
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
 
 
