@@ -147,6 +147,7 @@ def test_dpo_kto_and_rrhf_losses_and_gradients_are_unchanged_by_target_columns()
     ranked_rows = right_padded_rows(6, 6)
     ranked = {k: v.reshape(2, 3, T) for k, v in ranked_rows.items()} | {
         "scores": np.array([[1.0, 0.0, 2.0], [0.5, 1.5, -1.0]], np.float32),
+        "response_mask": np.ones((2, 3), np.float32),
         "example_mask": np.ones(2, np.float32),
     }
     (ranked_columns,) = target_columns([ranked["loss_mask"]])  # [2, 3, W], as the collator

@@ -401,11 +401,26 @@ def test_ranked_batches_are_batch_by_k_by_t(tmp_path, word_tokenizer):
     )
     assert batch["input_ids"].shape == batch["loss_mask"].shape == (2, 3, 8)
     assert batch["scores"].tolist() == [[1, 2, 3], [0.5, 0, -1]]
+    assert batch["response_mask"].tolist() == [[1, 1, 1], [1, 1, 1]]
     assert batch["input_ids"][0, 2, :5].tolist() == [*ids("a e f g"), EOS]
     assert batch["loss_mask"][0, 2].tolist() == [0, 1, 1, 1, 1, 0, 0, 0]
-    wrong_k = [*records, {"prompt": "a", "responses": ["b", "c"], "scores": [1, 2]}]
-    with pytest.raises(JalignError, match="has 2 responses; expected 3, as many as the first"):
-        all_batches(make_pipeline(tmp_path, wrong_k, "ranked", word_tokenizer, 2))
+
+
+def test_ranked_records_of_fewer_responses_are_padded_to_the_largest(tmp_path, word_tokenizer):
+    """k is the file's largest record, wherever it is; a shorter record repeats its last
+    response, masked out, with score 0."""
+    records = [
+        {"prompt": "a", "responses": ["b", "c"], "scores": [2, 1]},
+        {"prompt": "b", "responses": ["c", "d", "e f"], "scores": [0.5, 0.0, -1]},
+    ]
+    (batch,), _ = all_batches(
+        make_pipeline(tmp_path, records, "ranked", word_tokenizer, 2, buckets=[8, 32])
+    )
+    assert batch["input_ids"].shape == (2, 3, 8)
+    assert batch["response_mask"].tolist() == [[1, 1, 0], [1, 1, 1]]
+    assert batch["scores"].tolist() == [[2, 1, 0], [0.5, 0, -1]]
+    assert batch["input_ids"][0, 2].tolist() == batch["input_ids"][0, 1].tolist()
+    assert batch["input_ids"][1, 2, :4].tolist() == [*ids("b e f"), EOS]
 
 
 def test_prompt_batches_are_left_padded_and_pass_fields_through(tmp_path, word_tokenizer):

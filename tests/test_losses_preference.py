@@ -285,3 +285,20 @@ def test_rrhf_rank_loss_by_hand():
     np.testing.assert_allclose(g_nll, [0.5, 0.5])
     masked, _, w = rrhf_loss(p, scores, best_nll, example_mask=jnp.asarray([0.0, 1.0]))
     assert masked == pytest.approx(0.6) and w == 1
+
+
+def test_rrhf_padding_responses_make_no_pairs():
+    """Padding candidates (response_mask 0) with the highest score and log-prob change nothing."""
+    p = jnp.asarray([[-1.0, -2.0, -0.5], [-1.0, -2.0, -0.2]])
+    scores = jnp.asarray([[1.0, 3.0, 2.0], [0.0, 0.0, 1.0]])
+    best_nll = jnp.asarray([0.4, 0.6])
+    padded_p = jnp.concatenate([p, jnp.asarray([[5.0], [5.0]])], axis=1)
+    padded_scores = jnp.concatenate([scores, jnp.asarray([[-9.0], [-9.0]])], axis=1)
+    real = jnp.asarray([[1.0, 1.0, 1.0, 0.0]] * 2)
+
+    def padded(q):
+        return rrhf_loss(q, padded_scores, best_nll, 2.0, None, real)[0]
+
+    assert padded(padded_p) == pytest.approx(float(rrhf_loss(p, scores, best_nll, 2.0)[0]))
+    assert padded(padded_p) == pytest.approx((2.0 * 2.5 + 0.4 + 0.6) / 2)  # the hand value above
+    np.testing.assert_allclose(jax.grad(padded)(padded_p)[:, 3], [0.0, 0.0])

@@ -127,3 +127,35 @@ def test_pairwise_loss_is_the_ranked_loss_of_two_responses():
     assert ranked[2] == pairwise[2] == 3
     for key in pairwise[1]:
         assert ranked[1][key] == pytest.approx(float(pairwise[1][key]), rel=1e-6, abs=1e-7)
+
+
+def test_padding_responses_of_a_short_ranking_count_for_nothing():
+    """Row 1 of RANK_* padded to k = 4 with a response whose score (5.0) and reward (9.0) would
+    make it the best: masked out, the loss, its gradient on the real responses and the metrics
+    are those of the unpadded rankings, and the padding gets no gradient."""
+    real = jnp.asarray([[1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 0.0]])
+    scores = jnp.asarray(np.concatenate([RANK_SCORES, [[5.0], [-1.0], [5.0]]], axis=1))
+    rewards = jnp.asarray(np.concatenate([RANK_REWARDS, [[9.0], [-2.0], [9.0]]], axis=1))
+    rewards = rewards.at[1, 3].set(-2.0)  # row 1's fourth response is real: scored lowest
+
+    def padded(r):
+        return ranked_bradley_terry_loss(
+            r, scores, jnp.asarray(RANK_MARGIN), 0.05, jnp.asarray(RANK_MASK), real
+        )
+
+    value, metrics, weight = padded(rewards)
+    fourth = np.asarray(rewards)[:, 3:]
+    # The reference skips padding by its NaN score (no comparison with NaN holds).
+    expected_scores = np.concatenate([RANK_SCORES, [[np.nan], [-1.0], [np.nan]]], axis=1)
+
+    def reference(r):
+        return _ranked_reference(r, expected_scores, RANK_MARGIN, 0.05, RANK_MASK)
+
+    full = np.concatenate([RANK_REWARDS, fourth], axis=1)
+    assert weight == 3 + (2 + 3)  # row 1 gains 3 comparisons with its lowest; row 2 is masked
+    assert value == pytest.approx(reference(full), rel=1e-6)
+    grad = jax.grad(lambda r: padded(r)[0])(rewards)
+    assert float(grad[0, 3]) == float(grad[2, 3]) == 0.0
+    np.testing.assert_allclose(grad, numeric_grad(reference, full), atol=1e-5)
+    assert metrics["rewards/chosen_mean"] == pytest.approx(1.75, rel=1e-6)  # not row 0's 9.0
+    assert metrics["rewards/rejected_mean"] == pytest.approx((-1.0 - 2.0) / 2, rel=1e-6)

@@ -18,8 +18,10 @@ on the copies, so weighting per-row quantities by it makes the copies count noth
                     pairs, one W for both): per row, the W consecutive columns whose outputs
                     predict its targets (`target_columns`), so the LM head runs there only.
                     W, a quarter step of T - 1, is one of 4 shapes.
-    ranked          input_ids, positions, segment_ids, loss_mask [B, k, T]; scores float32
-                    [B, k]; example_mask [B]
+    ranked          input_ids, positions, segment_ids, loss_mask [B, k, T]; scores and
+                    response_mask float32 [B, k]; example_mask [B]. k is the data's largest
+                    record; a record with fewer responses repeats its last one, with
+                    response_mask 0 (and score 0) on the repeats
     prompt          prompt_ids, prompt_positions, prompt_segment_ids int32 [B, P] (left-padded),
                     example_mask [B]; prompt and every pass-through field as a list of B values
 """
@@ -106,11 +108,20 @@ def _training_rows(
 class Collator:
     """`grain` batch_fn: a list of per-example dicts (at most batch_size) -> one batch dict."""
 
-    def __init__(self, kind: str, batch_size: int, widths: Sequence[int], pad_id: int):
+    def __init__(
+        self,
+        kind: str,
+        batch_size: int,
+        widths: Sequence[int],
+        pad_id: int,
+        num_responses: int | None = None,
+    ):
+        """num_responses: the k of ranked batches (ranked data only)."""
         self.kind = kind
         self.batch_size = batch_size
         self.widths = tuple(widths)
         self.pad_id = pad_id
+        self.num_responses = num_responses
 
     def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         real = len(examples)
@@ -164,13 +175,19 @@ class Collator:
         return batch | {f"{p}{TARGET_COLUMNS}": c for p, c in zip(prefixes, columns, strict=True)}
 
     def _ranked(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        k = len(examples[0]["input_ids"])
-        ids = [row for e in examples for row in e["input_ids"]]
-        rows = _training_rows(
-            ids, [m for e in examples for m in e["loss_mask"]], self._width(ids), self.pad_id
-        )
+        k = self.num_responses
+
+        def padded(values: Sequence[Any]) -> list[Any]:
+            return [*values, *[values[-1]] * (k - len(values))]
+
+        ids = [row for e in examples for row in padded(e["input_ids"])]
+        masks = [m for e in examples for m in padded(e["loss_mask"])]
+        rows = _training_rows(ids, masks, self._width(ids), self.pad_id)
         batch = {key: value.reshape(len(examples), k, -1) for key, value in rows.items()}
-        batch["scores"] = np.stack([e["scores"] for e in examples])
+        real = np.arange(k) < np.array([len(e["scores"]) for e in examples])[:, None]
+        batch["response_mask"] = real.astype(np.float32)
+        scores = np.stack([padded(list(e["scores"])) for e in examples])
+        batch["scores"] = (scores * real).astype(np.float32)
         (batch[TARGET_COLUMNS],) = target_columns([batch["loss_mask"]])
         return batch
 

@@ -38,7 +38,7 @@ from jalign.data.schemas import (
     VALIDATORS,
     Example,
 )
-from jalign.data.stats import MALFORMED, TOO_LONG, RecordError
+from jalign.data.stats import TOO_LONG, RecordError
 from jalign.data.truncation import truncate_prompt, truncate_sequence
 from jalign.errors import JalignError
 
@@ -73,20 +73,12 @@ def validate(kind: str, raw: RawRecord) -> Example:
 
 
 class ExampleEncoder:
-    """Callable: RawRecord -> Encoded | Rejected, for one kind of data. Ranked data needs
-    `num_responses`, the k that every record must have."""
+    """Callable: RawRecord -> Encoded | Rejected, for one kind of data."""
 
-    def __init__(
-        self,
-        kind: str,
-        tokenizer: PreTrainedTokenizerBase,
-        config: DataConfig,
-        num_responses: int | None = None,
-    ):
+    def __init__(self, kind: str, tokenizer: PreTrainedTokenizerBase, config: DataConfig):
         self.kind = kind
         self.config = config
         self.text = TextEncoder(tokenizer, config)
-        self.num_responses = num_responses
 
     def __call__(self, raw: RawRecord) -> Encoded | Rejected:
         return guarded(raw, self._validate_and_encode, self.config.on_error)
@@ -117,12 +109,6 @@ class ExampleEncoder:
             cut = truncate_prompt(ids, self.config)
             arrays = {"prompt_ids": cut, "prompt": example.prompt, **example.extras}
             return Encoded(arrays, truncated=len(cut) < len(ids))
-        if self.kind == RANKED and len(example.responses) != self.num_responses:
-            raise RecordError(
-                MALFORMED,
-                f"'responses' has {len(example.responses)} responses; expected "
-                f"{self.num_responses}, as many as the first record (batches are [B, k, T])",
-            )
         encoded = [self._sequence(example.prompt, r) for r in example.responses]
         truncated = any(t for _, t in encoded)
         ids = tuple(tokens.ids for tokens, _ in encoded)

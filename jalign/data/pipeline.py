@@ -138,8 +138,10 @@ class DataPipeline:
         self.batch_size = batch_size
         self.source: RecordSource = open_records(path)
         num_responses = self._num_responses() if kind == RANKED else None
-        self.encoder = ExampleEncoder(kind, tokenizer, config, num_responses)
-        self.collate = Collator(kind, batch_size, config.bucket_widths, pad_token_id(tokenizer))
+        self.encoder = ExampleEncoder(kind, tokenizer, config)
+        self.collate = Collator(
+            kind, batch_size, config.bucket_widths, pad_token_id(tokenizer), num_responses
+        )
 
     @property
     def num_records(self) -> int:
@@ -147,12 +149,19 @@ class DataPipeline:
         return len(self.source)
 
     def _num_responses(self) -> int:
-        """Ranked data: k = the number of responses of the first valid record."""
-        for raw in self.source:
-            example = guarded(raw, lambda r: validate(self.kind, r), self.config.on_error)
-            if not isinstance(example, Rejected):
-                return len(example.responses)
-        raise JalignError(f"{self.source.path}: no record is a valid {self.kind} record")
+        """Ranked data: k = the most responses of any valid record (one pass that parses and
+        validates the records without tokenizing them); records with fewer are padded to k."""
+        counts = [
+            len(example.responses)
+            for raw in self.source
+            if not isinstance(
+                example := guarded(raw, lambda r: validate(self.kind, r), self.config.on_error),
+                Rejected,
+            )
+        ]
+        if not counts:
+            raise JalignError(f"{self.source.path}: no record is a valid {self.kind} record")
+        return max(counts)
 
     def iterator(self) -> BatchIterator:
         """A fresh iterator from the first batch (call `set_state` on it to resume)."""

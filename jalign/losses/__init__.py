@@ -35,6 +35,7 @@ from jalign.losses.preference import (
     PreferenceLossConfig,
     preference_loss,
 )
+from jalign.losses.ranking import best_and_worst, ranking_comparisons
 from jalign.losses.reward import (
     bradley_terry_loss,
     pairs_as_rankings,
@@ -55,6 +56,7 @@ __all__ = [
     "KTOLossConfig",
     "PreferenceLossConfig",
     "aggregate",
+    "best_and_worst",
     "bradley_terry_loss",
     "chunked_token_logprobs",
     "explained_variance",
@@ -74,6 +76,7 @@ __all__ = [
     "ppo_value_loss",
     "preference_loss",
     "ranked_bradley_terry_loss",
+    "ranking_comparisons",
     "rrhf_loss",
     "sft_loss",
     "shifted_entropy",

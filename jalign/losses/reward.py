@@ -5,6 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jalign.losses.ranking import best_and_worst, ranking_comparisons
+
 
 def _weighted_mean_std(x: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
     n = jnp.maximum(jnp.sum(w), 1.0)
@@ -18,10 +20,11 @@ def ranked_bradley_terry_loss(
     margin: jax.Array | float = 0.0,
     center_coef: float = 0.0,
     example_mask: jax.Array | None = None,
+    response_mask: jax.Array | None = None,
 ) -> tuple[jax.Array, dict, jax.Array]:
     """Bradley-Terry over every comparison a ranking of k responses makes:
 
-        C_b = {(i, j) : s_b,i > s_b,j}                  row b's comparisons (ties make none)
+        C_b = {(i, j) : s_b,i > s_b,j, both real}       row b's comparisons (ties make none)
         L = sum_b w_b sum_{(i, j) in C_b} [-log sigmoid(r_b,i - r_b,j - m_b)
                                            + c (r_b,i + r_b,j)^2] / sum_b w_b |C_b|
 
@@ -29,27 +32,26 @@ def ranked_bradley_terry_loss(
     margin m (scalar or [B]) is the required gap of Llama 2 (Touvron et al. 2023); c is the
     centring penalty of Eisenstein et al. 2023 ("Helping or Herding? Reward Model Ensembles
     Mitigate but do not Eliminate Reward Hacking"), which anchors rewards around 0;
-    w = example_mask (padding rows 0). The pairwise likelihood is Bradley & Terry (1952) as used
-    for RLHF reward models (Christiano et al. 2017); training on all k(k-1)/2 comparisons of a
-    prompt in one batch element is InstructGPT's (Ouyang et al. 2022, sec. 3.5): one forward
-    pass per response instead of one per pair, and no response seen in several steps of an
-    epoch. Every comparison weighs the same. Returns (loss, metrics, weight = number of
+    w = example_mask (padding rows 0); response_mask [B, k] marks the real responses of
+    rankings padded to k (see `jalign.losses.ranking`). The pairwise likelihood is Bradley &
+    Terry (1952) as used for RLHF reward models (Christiano et al. 2017); training on all
+    k(k-1)/2 comparisons of a prompt in one batch element is InstructGPT's (Ouyang et al. 2022,
+    sec. 3.5): one forward pass per response instead of one per pair, and no response seen in
+    several steps of an epoch. Every comparison weighs the same. Returns (loss, metrics, weight = number of
     comparisons); "chosen" / "rejected" metrics are the rewards of each row's first
-    highest-scored / last lowest-scored response.
+    highest-scored / last lowest-scored real response.
     """
     rewards = rewards.astype(jnp.float32)
     scores = scores.astype(jnp.float32)
     w = jnp.ones(rewards.shape[:1]) if example_mask is None else example_mask.astype(jnp.float32)
     margin = jnp.broadcast_to(jnp.asarray(margin, jnp.float32), w.shape)[:, None, None]
-    compared = (scores[:, :, None] > scores[:, None, :]).astype(jnp.float32) * w[:, None, None]
+    compared = ranking_comparisons(scores, response_mask) * w[:, None, None]
     diff = rewards[:, :, None] - rewards[:, None, :]
     total = rewards[:, :, None] + rewards[:, None, :]
     per_comparison = -jax.nn.log_sigmoid(diff - margin) + center_coef * total**2
     count = jnp.sum(compared)
     n = jnp.maximum(count, 1.0)
-    k = rewards.shape[1]
-    best = jnp.argmax(scores, axis=1)
-    worst = k - 1 - jnp.argmin(scores[:, ::-1], axis=1)
+    best, worst = best_and_worst(scores, response_mask)
     chosen = jnp.take_along_axis(rewards, best[:, None], axis=1)[:, 0]
     rejected = jnp.take_along_axis(rewards, worst[:, None], axis=1)[:, 0]
     chosen_mean, chosen_std = _weighted_mean_std(chosen, w)

@@ -30,14 +30,16 @@ def data_kind(config: ml_collections.ConfigDict) -> str:
 
 def response_rewards(
     graphdef: nnx.GraphDef, params: Any, batch: dict
-) -> tuple[jax.Array, jax.Array]:
-    """(rewards, scores) [B, k] of a ranked batch's k responses, or of a preference batch's
-    (chosen, rejected) with scores (1, 0): every response in one forward pass."""
+) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """(rewards, scores, response_mask) [B, k] of a ranked batch's k responses (the mask marks
+    the real ones of records padded to k), or of a preference batch's (chosen, rejected) with
+    scores (1, 0) and no mask: every response in one forward pass."""
     if "scores" in batch:
         b, k = batch["scores"].shape
         rewards = sequence_rewards(graphdef, params, ranked_rows(batch))
-        return rewards.reshape(b, k), batch["scores"]
-    return pairs_as_rankings(*jnp.split(sequence_rewards(graphdef, params, paired(batch)), 2))
+        return rewards.reshape(b, k), batch["scores"], batch["response_mask"]
+    pairs = jnp.split(sequence_rewards(graphdef, params, paired(batch)), 2)
+    return *pairs_as_rankings(*pairs), None
 
 
 def make_reward_loss(ctx: RunContext):
@@ -46,9 +48,9 @@ def make_reward_loss(ctx: RunContext):
 
     def loss_fn(params, frozen, batch, rng):
         del frozen, rng
-        rewards, scores = response_rewards(ctx.graphdef, params, batch)
+        rewards, scores, real = response_rewards(ctx.graphdef, params, batch)
         loss, metrics, weight = ranked_bradley_terry_loss(
-            rewards, scores, margin, center_coef, batch["example_mask"]
+            rewards, scores, margin, center_coef, batch["example_mask"], real
         )
         return loss, {"metrics": metrics, "weight": weight}
 
@@ -66,7 +68,8 @@ def center_rewards(ctx: RunContext, state: Any, evaluator: Any) -> tuple[Any, di
     for batch in evaluator.batches():
         arrays = {k: v for k, v in batch.items() if hasattr(v, "shape")}
         rewards = jax.device_get(reward_fn(state.params, shard_batch(arrays, ctx.mesh)))
-        weights = jnp.broadcast_to(batch["example_mask"][:, None], rewards.shape)
+        real = batch["example_mask"][:, None] * batch.get("response_mask", 1.0)
+        weights = jnp.broadcast_to(real, rewards.shape)
         total += float(jnp.sum(rewards * weights))
         count += float(jnp.sum(weights))
     mean = total / max(count, 1.0)
