@@ -3,6 +3,8 @@ LM head only there gives the same log-probs, metrics, losses and gradients as ru
 every column (SFT, DPO pairs, KTO with its mismatched rows, RRHF, chunked or not), at any
 sampling temperature."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -13,7 +15,7 @@ from tiny_runs import TINY_LLAMA
 from jalign.data.batching import target_columns, window_width
 from jalign.data.schemas import TARGET_COLUMNS
 from jalign.models import apply, create_model
-from jalign.train.forward import target_logprobs
+from jalign.train.forward import paired, target_logprobs
 from jalign.train.objective import RunContext
 from jalign.train.objectives.completions import completion_logps
 from jalign.train.objectives.preference import PREFERENCE_OBJECTIVE
@@ -21,6 +23,7 @@ from jalign.train.objectives.sft import SFT_OBJECTIVE
 
 CFG = TINY_LLAMA
 T = 16
+PAIR = ("chosen_", "rejected_")
 
 
 def right_padded_rows(seed: int, n: int, completions: tuple[int, int] = (1, 6)) -> dict:
@@ -120,12 +123,20 @@ def objective_loss(objective, **settings):
 
 
 def pair_batch() -> dict:
-    chosen, rejected = right_padded_rows(3, 4), right_padded_rows(4, 4, completions=(2, 8))
-    # A pair shares its prompt: copy chosen's prompt into rejected.
+    """4 pairs of rows that share their prompt (as the encoder requires) and differ after it."""
+    chosen = right_padded_rows(3, 4)
+    rng = np.random.default_rng(4)
     prompt = chosen["loss_mask"].argmax(1)
-    for i, p in enumerate(prompt):
-        rejected["input_ids"][i, :p] = chosen["input_ids"][i, :p]
-        rejected["loss_mask"][i, :p] = 0.0
+    length = prompt + rng.integers(2, 8, size=4)
+    col = np.arange(T)[None]
+    seg = (col < length[:, None]).astype(np.int32)
+    ids = np.where(col < prompt[:, None], chosen["input_ids"], rng.integers(3, 32, size=(4, T)))
+    rejected = {
+        "input_ids": (ids * seg).astype(np.int32),
+        "positions": (np.broadcast_to(np.arange(T), (4, T)) * seg).astype(np.int32),
+        "segment_ids": seg,
+        "loss_mask": ((col >= prompt[:, None]) & (col < length[:, None])).astype(np.float32),
+    }
     batch = {f"chosen_{k}": v for k, v in chosen.items()}
     return batch | {f"rejected_{k}": v for k, v in rejected.items()}
 
@@ -193,3 +204,50 @@ def test_sft_loss_accuracy_and_gradient_are_unchanged_by_target_columns(normaliz
     mask = rows["loss_mask"][:, 1:] * rows["example_mask"][:, None]
     hits = np.asarray(logits)[:, :-1].argmax(-1) == rows["input_ids"][:, 1:]
     assert float(aux_b["metrics"]["accuracy"]) == pytest.approx((hits * mask).sum() / mask.sum())
+
+
+@pytest.mark.parametrize("chunk", [0, 3])
+def test_pairs_run_their_shared_prompt_once_with_the_same_logps_and_gradients(chunk):
+    """`share_prompt` runs each pair's prompt once (fewer FLOPs) and changes nothing else: the
+    rows' log-probs, and the gradient of a sum that weighs every row differently. Three layers,
+    so the prompt's later-layer keys and values come from its earlier layers' outputs."""
+    graphdef, params = create_model(
+        dataclasses.replace(CFG, num_layers=3, sliding_windows=(None,) * 3), seed=0
+    )
+    batch = pair_batch()
+    columns = target_columns([batch["chosen_loss_mask"], batch["rejected_loss_mask"]])
+    rows = paired(batch | {f"{p}{TARGET_COLUMNS}": c for p, c in zip(PAIR, columns, strict=True)})
+    weights = jnp.arange(1.0, 9.0)
+
+    def weighted(p, share):
+        out = completion_logps(graphdef, p, rows, chunk, pairs_share_prompt=share)
+        return jnp.sum(weights * out.logps), out
+
+    grad = jax.jit(jax.grad(weighted, has_aux=True), static_argnums=1)
+    (full_grad, full), (shared_grad, shared) = grad(params, False), grad(params, True)
+    np.testing.assert_allclose(full.logps, shared.logps, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(full.lengths, shared.lengths)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), full_grad, shared_grad
+    )
+
+    def flops(share):
+        compiled = jax.jit(lambda p: weighted(p, share)[0]).lower(params).compile()
+        return compiled.cost_analysis()["flops"]
+
+    # The windows are W = 8 of T = 16 columns: the first two layers run 4 x 8 + 8 x 8 tokens
+    # instead of 8 x 16 (the head and the last layer's queries run on the windows either way).
+    assert columns[0].shape[1] == 8
+    assert flops(True) < 0.9 * flops(False)
+
+
+def test_a_pair_whose_prompts_differ_is_a_clear_error(tmp_path):
+    """The shared-prompt forward needs both rows of a pair to hold the same prompt tokens."""
+    from jalign.data.examples import _check_shared_prompt
+    from jalign.data.stats import RecordError
+
+    ids = np.array([1, 5, 6, 7, 8]), np.array([1, 5, 9, 7, 8])
+    masks = np.array([0, 0, 0, 1, 1.0]), np.array([0, 0, 0, 1, 1.0])
+    with pytest.raises(RecordError, match="'chosen' and 'rejected' give different prompt tokens"):
+        _check_shared_prompt(ids, masks)
+    _check_shared_prompt((ids[0], ids[0]), masks)  # the same prompt passes

@@ -8,7 +8,9 @@ default):
   prompt-completion data);
 - dpo: jalign's DPO objective (`jalign.train.objectives.preference`, sigmoid loss, beta 0.1,
   live reference = a frozen copy of the initial params in the train state; the batches carry
-  the `target_columns` jalign's collator adds, so its LM head runs on the completions only) vs
+  the `target_columns` jalign's collator adds, so its LM head runs on the completions only,
+  and each pair's prompt runs through the policy and the reference once: `dpo.share_prompt`,
+  the default) vs
   TRL's `DPOTrainer` (sigmoid loss, beta 0.1, reference model = a copy of the initial policy
   run each step, no precomputed reference log-probs, no padding-free), on pairs of rows that
   share a prompt and differ in their completion (every completion token is a target).
@@ -347,17 +349,20 @@ def bench_trl(run: Run, vocab_size: int, tokenizer_folder: str) -> tuple[float, 
 
 def step_flops(cfg: ModelConfig, n_params: int, run: Run) -> float:
     """Training FLOPs one step needs over the policy's N rows of T tokens: per forward pass,
-    2 * (params - V * D) * tokens for the matmuls below the head (both models tie their
-    embeddings, so the V x D table is counted once, as the head), 2 * V * D per position whose
-    logits a loss reads (every position for SFT, the completion positions for DPO), and the
-    attention scores and weighted sum, 4 * L * N * T^2 * H * hd (the full T x T square, as
-    jalign computes it); the policy's forward + backward are 3 forwards, a reference adds one."""
+    2 * (params - V * D) * tokens for the matmuls below the head, counting a prompt that the
+    rows of an element share once (both models tie their embeddings, so the V x D table is
+    counted once, as the head), 2 * V * D per position whose logits a loss reads (every
+    position for SFT, the completion positions for DPO), and the attention scores and weighted
+    sum, 4 * L * N * T^2 * H * hd (the full T x T square); the policy's forward + backward are
+    3 forwards, a reference adds one. TRL runs the shared prompt once per row: its steps do
+    more work than this count, which measures the work the step's result needs."""
     passes = 3 + int(run.kind.reference)
     rows = run.batch * len(run.kind.prefixes)
     head = cfg.vocab_size * cfg.hidden_size
     head_positions = rows * (run.seq - run.prompt)
+    tokens = run.batch * run.prompt + head_positions
     attention = 4 * cfg.num_layers * rows * run.seq**2 * cfg.num_heads * cfg.head_dim
-    return passes * (2 * (n_params - head) * run.tokens + 2 * head * head_positions + attention)
+    return passes * (2 * (n_params - head) * tokens + 2 * head * head_positions + attention)
 
 
 def bench(run: Run, peak: float, tokenizer_folder: str, rounds: int) -> None:

@@ -38,7 +38,7 @@ from jalign.data.schemas import (
     VALIDATORS,
     Example,
 )
-from jalign.data.stats import TOO_LONG, RecordError
+from jalign.data.stats import MALFORMED, TOO_LONG, RecordError
 from jalign.data.truncation import truncate_prompt, truncate_sequence
 from jalign.errors import JalignError
 
@@ -70,6 +70,19 @@ def guarded(raw: RawRecord, step: Callable[[RawRecord], Any], on_error: str) -> 
 def validate(kind: str, raw: RawRecord) -> Example:
     """Parse and validate one raw record of `kind` (RecordError if unusable)."""
     return VALIDATORS[kind](parse_record(raw))
+
+
+def _check_shared_prompt(ids: tuple[np.ndarray, ...], masks: tuple[np.ndarray, ...]) -> None:
+    """A pair's rows must hold the same tokens before their first target (the prompt, which
+    DPO's forward runs once per pair: `jalign.train.forward.shared_prompt_hidden`)."""
+    firsts = [int(np.argmax(mask != 0)) for mask in masks]
+    if firsts[0] != firsts[1] or not np.array_equal(ids[0][: firsts[0]], ids[1][: firsts[1]]):
+        raise RecordError(
+            MALFORMED,
+            f"'chosen' and 'rejected' give different prompt tokens (the {firsts[0]} and "
+            f"{firsts[1]} tokens before their first target differ); expected one prompt, "
+            "rendered alike before either response",
+        )
 
 
 class ExampleEncoder:
@@ -114,6 +127,7 @@ class ExampleEncoder:
         ids = tuple(tokens.ids for tokens, _ in encoded)
         masks = tuple(self._loss_mask(tokens) for tokens, _ in encoded)
         if self.kind == PREFERENCE:
+            _check_shared_prompt(ids, masks)
             arrays = {
                 "chosen_input_ids": ids[0],
                 "chosen_loss_mask": masks[0],

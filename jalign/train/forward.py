@@ -12,7 +12,7 @@ from flax import nnx
 
 from jalign.data.schemas import TARGET_COLUMNS
 from jalign.losses import chunked_token_logprobs, last_token_index, token_logprobs
-from jalign.models import apply, project, take_columns
+from jalign.models import KVCache, apply, project, take_columns
 
 SEQUENCE_KEYS = ("input_ids", "positions", "segment_ids", "loss_mask")
 ROW_KEYS = (*SEQUENCE_KEYS, TARGET_COLUMNS)  # a training row's arrays; the last is optional
@@ -35,6 +35,7 @@ def target_logprobs(
     rows: dict,
     chunk: int = 0,
     temperature: float | jax.Array = 1.0,
+    pairs_share_prompt: bool = False,
 ) -> TargetLogprobs:
     """log p(target | context) at the columns that predict target tokens, of
     softmax(logits / temperature).
@@ -44,7 +45,9 @@ def target_logprobs(
     keys and values (the targets attend to them) but no logits, so the last block's queries
     and MLP, the LM head and the log-softmax run on W columns instead of T (`apply`'s
     `read_columns`). `chunk > 0` computes them in chunks of the window (no [N, W, V] float32
-    tensor at once; see `jalign.losses.chunked_token_logprobs`).
+    tensor at once; see `jalign.losses.chunked_token_logprobs`). `pairs_share_prompt`: the
+    rows are `paired` rows whose pairs share their prompt, run once per pair
+    (`shared_prompt_hidden`; no effect without a window shorter than the row).
     """
     ids, mask = rows["input_ids"], rows["loss_mask"]
     columns = rows.get(TARGET_COLUMNS)
@@ -56,15 +59,18 @@ def target_logprobs(
             take_columns(ids, columns + 1),
             take_columns(mask, columns + 1),
         )
-    hidden, _ = apply(
-        graphdef,
-        params,
-        ids,
-        rows["positions"],
-        rows["segment_ids"],
-        return_hidden=True,
-        read_columns=read,
-    )
+    if pairs_share_prompt and not isinstance(read, slice):
+        hidden = shared_prompt_hidden(graphdef, params, rows)
+    else:
+        hidden, _ = apply(
+            graphdef,
+            params,
+            ids,
+            rows["positions"],
+            rows["segment_ids"],
+            return_hidden=True,
+            read_columns=read,
+        )
     unembed = lambda h: project(graphdef, params, h)  # noqa: E731
     if chunk > 0:
         return TargetLogprobs(
@@ -73,6 +79,54 @@ def target_logprobs(
     logits = unembed(hidden)
     logps, hits = token_logprobs(logits, targets, temperature, with_hits=True)
     return TargetLogprobs(logps, mask, logits, hits)
+
+
+def shared_prompt_hidden(graphdef: nnx.GraphDef, params: Any, rows: dict) -> jax.Array:
+    """Final hidden states [2B, W, D] at the `target_columns` [2B, W] of `paired` rows (chosen
+    rows [0, B), their rejected rows [B, 2B) in the same order), each pair's prompt run once.
+
+    The two rows of a pair hold the same tokens before their window start s (the window covers
+    every target, so the columns before it are prompt, which the encoder checks is identical
+    in both rows), and windows start at most at T - 1 - W. So the chosen rows' first P = T - W
+    columns, with the columns from s on blanked (segment 0), run as one chunk that fills a
+    `KVCache` of T slots; each pair's cache is copied for its two rows, whose windows [s, s + W)
+    then run as a second chunk that attends to it, as a decode step does. A window query sees
+    the same keys as in the full row, so the outputs are those of `apply(..., read_columns=...)`
+    up to float rounding, and for a gradient autodiff sums the prompt's share over the pair.
+    The model runs on B P + 2B W tokens instead of 2B T: with 64-token prompts and completions,
+    192 per pair instead of 256.
+    """
+    ids, positions, segments = rows["input_ids"], rows["positions"], rows["segment_ids"]
+    columns = rows[TARGET_COLUMNS]
+    rows_total, width = ids.shape
+    pairs, window = rows_total // 2, columns.shape[1]
+    prompt = width - window
+    start = columns[:pairs, :1]
+    prompt_segments = jnp.where(jnp.arange(prompt) < start, segments[:pairs, :prompt], 0)
+    model = nnx.merge(graphdef, params)
+    _, cache = model(
+        ids[:pairs, :prompt],
+        positions[:pairs, :prompt],
+        prompt_segments,
+        KVCache.init(model.cfg, pairs, width),
+        0,
+        return_hidden=True,
+        read_columns=slice(prompt - 1, prompt),
+    )
+
+    def by_pair(x: jax.Array) -> jax.Array:  # [chosen; rejected] -> rows 2i, 2i + 1 of pair i
+        x = take_columns(x, columns)
+        return x.reshape(2, pairs, *x.shape[1:]).swapaxes(0, 1).reshape(x.shape)
+
+    hidden, _ = model(
+        by_pair(ids),
+        by_pair(positions),
+        by_pair(segments),
+        cache.repeat_rows(2),
+        prompt,
+        return_hidden=True,
+    )
+    return hidden.reshape(pairs, 2, *hidden.shape[1:]).swapaxes(0, 1).reshape(hidden.shape)
 
 
 def paired(batch: dict) -> dict:

@@ -30,10 +30,15 @@ class CompletionLogps(NamedTuple):
 
 
 def completion_logps(
-    graphdef: nnx.GraphDef, params: Any, rows: dict, chunk: int = 0
+    graphdef: nnx.GraphDef,
+    params: Any,
+    rows: dict,
+    chunk: int = 0,
+    pairs_share_prompt: bool = False,
 ) -> CompletionLogps:
-    """Summed completion log-probs of every row (`target_logprobs`, chunked when `chunk > 0`)."""
-    out = target_logprobs(graphdef, params, rows, chunk)
+    """Summed completion log-probs of every row (`target_logprobs`, chunked when `chunk > 0`;
+    `pairs_share_prompt` for `paired` rows, see `jalign.train.forward.shared_prompt_hidden`)."""
+    out = target_logprobs(graphdef, params, rows, chunk, pairs_share_prompt=pairs_share_prompt)
     mean_logits = None
     if out.logits is not None:
         mean_logits = masked_mean(jnp.mean(out.logits, axis=-1), out.mask, axis=1)
