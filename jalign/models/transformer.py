@@ -76,16 +76,21 @@ class KVCache:
     def max_len(self) -> int:
         return self.positions.shape[1]
 
-    def repeat_rows(self, n: int) -> KVCache:
-        """Each row repeated n times: rows [i*n, (i+1)*n) are copies of row i (rows are axis 1
-        of the keys / values stacked over layers, axis 0 everywhere else)."""
+    def repeat_rows(self, n: int, tiled: bool = False) -> KVCache:
+        """Each row repeated n times: rows [i*n, (i+1)*n) are copies of row i, or, `tiled`,
+        the B rows n times over (row j a copy of row j mod B). Rows are axis 1 of the keys /
+        values stacked over layers, axis 0 everywhere else."""
         kv_axis = 0 if isinstance(self.k, tuple) else 1
-        k, v = jax.tree.map(lambda x: jnp.repeat(x, n, axis=kv_axis), (self.k, self.v))
-        positions, segment_ids = (
-            jnp.repeat(self.positions, n, 0),
-            jnp.repeat(self.segment_ids, n, 0),
+
+        def repeat(x: jax.Array, axis: int) -> jax.Array:
+            if tiled:
+                return jnp.concatenate([x] * n, axis=axis)
+            return jnp.repeat(x, n, axis=axis)
+
+        k, v = jax.tree.map(lambda x: repeat(x, kv_axis), (self.k, self.v))
+        return KVCache(
+            k=k, v=v, positions=repeat(self.positions, 0), segment_ids=repeat(self.segment_ids, 0)
         )
-        return KVCache(k=k, v=v, positions=positions, segment_ids=segment_ids)
 
 
 class DecoderLM(nnx.Module):

@@ -89,10 +89,11 @@ def shared_prompt_hidden(graphdef: nnx.GraphDef, params: Any, rows: dict) -> jax
     every target, so the columns before it are prompt, which the encoder checks is identical
     in both rows), and windows start at most at T - 1 - W. So the chosen rows' first P = T - W
     columns, with the columns from s on blanked (segment 0), run as one chunk that fills a
-    `KVCache` of T slots; each pair's cache is copied for its two rows, whose windows [s, s + W)
-    then run as a second chunk that attends to it, as a decode step does. A window query sees
-    the same keys as in the full row, so the outputs are those of `apply(..., read_columns=...)`
-    up to float rounding, and for a gradient autodiff sums the prompt's share over the pair.
+    `KVCache` of T slots; the cache is copied for the rejected rows, and every row's window
+    [s, s + W) then runs as a second chunk that attends to its pair's prompt, as a decode step
+    does. A window query sees the same keys as in the full row, so the outputs are those of
+    `apply(..., read_columns=...)` up to float rounding, and for a gradient autodiff sums the
+    prompt's share over the pair.
     The model runs on B P + 2B W tokens instead of 2B T: with 64-token prompts and completions,
     192 per pair instead of 256.
     """
@@ -113,20 +114,15 @@ def shared_prompt_hidden(graphdef: nnx.GraphDef, params: Any, rows: dict) -> jax
         return_hidden=True,
         read_columns=slice(prompt - 1, prompt),
     )
-
-    def by_pair(x: jax.Array) -> jax.Array:  # [chosen; rejected] -> rows 2i, 2i + 1 of pair i
-        x = take_columns(x, columns)
-        return x.reshape(2, pairs, *x.shape[1:]).swapaxes(0, 1).reshape(x.shape)
-
     hidden, _ = model(
-        by_pair(ids),
-        by_pair(positions),
-        by_pair(segments),
-        cache.repeat_rows(2),
+        take_columns(ids, columns),
+        take_columns(positions, columns),
+        take_columns(segments, columns),
+        cache.repeat_rows(2, tiled=True),  # row j reads pair j mod B's prompt
         prompt,
         return_hidden=True,
     )
-    return hidden.reshape(pairs, 2, *hidden.shape[1:]).swapaxes(0, 1).reshape(hidden.shape)
+    return hidden
 
 
 def paired(batch: dict) -> dict:
