@@ -37,9 +37,9 @@ def ranked_bradley_terry_loss(
     Terry (1952) as used for RLHF reward models (Christiano et al. 2017); training on all
     k(k-1)/2 comparisons of a prompt in one batch element is InstructGPT's (Ouyang et al. 2022,
     sec. 3.5): one forward pass per response instead of one per pair, and no response seen in
-    several steps of an epoch. Every comparison weighs the same. Returns (loss, metrics, weight = number of
-    comparisons); "chosen" / "rejected" metrics are the rewards of each row's first
-    highest-scored / last lowest-scored real response.
+    several steps of an epoch. Every comparison weighs the same. Returns (loss, metrics,
+    weight = number of comparisons); "chosen" / "rejected" metrics are the rewards of each
+    row's first highest-scored / last lowest-scored real response.
     """
     rewards = rewards.astype(jnp.float32)
     scores = scores.astype(jnp.float32)
