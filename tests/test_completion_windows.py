@@ -13,7 +13,9 @@ import pytest
 from tiny_runs import TINY_LLAMA
 
 from jalign.data.batching import target_columns, window_width
+from jalign.data.examples import check_shared_prompt
 from jalign.data.schemas import TARGET_COLUMNS
+from jalign.data.stats import RecordError
 from jalign.models import apply, create_model
 from jalign.train.forward import paired, target_logprobs
 from jalign.train.objective import RunContext
@@ -241,13 +243,10 @@ def test_pairs_run_their_shared_prompt_once_with_the_same_logps_and_gradients(ch
     assert flops(True) < 0.9 * flops(False)
 
 
-def test_a_pair_whose_prompts_differ_is_a_clear_error(tmp_path):
+def test_a_pair_whose_prompts_differ_is_a_clear_error():
     """The shared-prompt forward needs both rows of a pair to hold the same prompt tokens."""
-    from jalign.data.examples import _check_shared_prompt
-    from jalign.data.stats import RecordError
-
     ids = np.array([1, 5, 6, 7, 8]), np.array([1, 5, 9, 7, 8])
     masks = np.array([0, 0, 0, 1, 1.0]), np.array([0, 0, 0, 1, 1.0])
     with pytest.raises(RecordError, match="'chosen' and 'rejected' give different prompt tokens"):
-        _check_shared_prompt(ids, masks)
-    _check_shared_prompt((ids[0], ids[0]), masks)  # the same prompt passes
+        check_shared_prompt(ids, masks)
+    check_shared_prompt((ids[0], ids[0]), masks)  # the same prompt passes

@@ -72,7 +72,7 @@ def validate(kind: str, raw: RawRecord) -> Example:
     return VALIDATORS[kind](parse_record(raw))
 
 
-def _check_shared_prompt(ids: tuple[np.ndarray, ...], masks: tuple[np.ndarray, ...]) -> None:
+def check_shared_prompt(ids: tuple[np.ndarray, ...], masks: tuple[np.ndarray, ...]) -> None:
     """A pair's rows must hold the same tokens before their first target (the prompt, which
     DPO's forward runs once per pair: `jalign.train.forward.shared_prompt_hidden`)."""
     firsts = [int(np.argmax(mask != 0)) for mask in masks]
@@ -127,7 +127,7 @@ class ExampleEncoder:
         ids = tuple(tokens.ids for tokens, _ in encoded)
         masks = tuple(self._loss_mask(tokens) for tokens, _ in encoded)
         if self.kind == PREFERENCE:
-            _check_shared_prompt(ids, masks)
+            check_shared_prompt(ids, masks)
             arrays = {
                 "chosen_input_ids": ids[0],
                 "chosen_loss_mask": masks[0],

@@ -33,7 +33,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from jalign.config import at_least, greater_than
@@ -102,17 +101,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check_online(config, paired=dpo.loss_type in PREFERENCE_LOSS_TYPES)
 
 
-def pair_logps(
-    graphdef: nnx.GraphDef,
-    params: Any,
-    batch: dict,
-    chunk: int = 0,
-    share_prompt: bool = False,
-) -> CompletionLogps:
-    """`completion_logps` of a preference batch's [2B] rows, chosen rows first; with
-    `share_prompt`, each pair's prompt runs through the model once
-    (`jalign.train.forward.shared_prompt_hidden`)."""
-    return completion_logps(graphdef, params, paired(batch), chunk, share_prompt)
+def pair_logps(ctx: RunContext, params: Any, batch: dict) -> CompletionLogps:
+    """`completion_logps` of a preference batch's [2B] rows, chosen rows first, as the config's
+    `dpo.logprob_chunk` and `dpo.share_prompt` say (with `share_prompt`, each pair's prompt runs
+    through the model once: `jalign.train.forward.shared_prompt_hidden`)."""
+    dpo = ctx.config.dpo
+    return completion_logps(
+        ctx.graphdef, params, paired(batch), dpo.logprob_chunk, dpo.share_prompt
+    )
 
 
 def make_loss(ctx: RunContext) -> Callable:
@@ -126,11 +122,10 @@ def make_loss(ctx: RunContext) -> Callable:
 
 def make_paired_loss(ctx: RunContext) -> Callable:
     cfg = loss_config(ctx.config)
-    chunk, share = ctx.config.dpo.logprob_chunk, ctx.config.dpo.share_prompt
 
     def loss_fn(params, frozen, batch, rng):
         del rng
-        logps, lengths, mean_logits = pair_logps(ctx.graphdef, params, batch, chunk, share)
+        logps, lengths, mean_logits = pair_logps(ctx, params, batch)
         policy_chosen, policy_rejected = jnp.split(logps, 2)
         len_chosen, len_rejected = jnp.split(lengths, 2)
         ref_chosen = ref_rejected = None
@@ -139,7 +134,7 @@ def make_paired_loss(ctx: RunContext) -> Callable:
                 ref = frozen["ref_table"][batch[RECORD_INDEX]]
                 ref_chosen, ref_rejected = ref[:, 0], ref[:, 1]
             else:
-                ref = pair_logps(ctx.graphdef, frozen["ref_params"], batch, chunk, share).logps
+                ref = pair_logps(ctx, frozen["ref_params"], batch).logps
                 ref_chosen, ref_rejected = jnp.split(jax.lax.stop_gradient(ref), 2)
         loss, metrics, weight = preference_loss(
             policy_chosen,
@@ -200,8 +195,7 @@ def reference_table(ctx: RunContext, ref_params: Any, data_path: str) -> np.ndar
     data = data_config(ctx.config, shuffle=False, num_epochs=1, drop_remainder=False)
     pipeline = DataPipeline(data_path, PREFERENCE, ctx.tokenizer, data, ctx.config.train.batch_size)
     table = np.full((pipeline.num_records, 2), np.nan, np.float32)
-    chunk, share = ctx.config.dpo.logprob_chunk, ctx.config.dpo.share_prompt
-    logps_fn = jax.jit(lambda p, b: pair_logps(ctx.graphdef, p, b, chunk, share).logps)
+    logps_fn = jax.jit(lambda p, b: pair_logps(ctx, p, b).logps)
     for batch in pipeline.iterator():
         arrays = {k: v for k, v in batch.items() if isinstance(v, np.ndarray)}
         logps = np.asarray(jax.device_get(logps_fn(ref_params, shard_batch(arrays, ctx.mesh))))
