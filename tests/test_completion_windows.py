@@ -17,7 +17,14 @@ from jalign.data.examples import check_shared_prompt
 from jalign.data.schemas import TARGET_COLUMNS
 from jalign.data.stats import RecordError
 from jalign.models import apply, create_model
-from jalign.train.forward import paired, target_logprobs
+from jalign.train.forward import (
+    PAIRS,
+    paired,
+    ranked_groups,
+    ranked_rows,
+    sequence_rewards,
+    target_logprobs,
+)
 from jalign.train.objective import RunContext
 from jalign.train.objectives.completions import completion_logps
 from jalign.train.objectives.preference import PREFERENCE_OBJECTIVE
@@ -143,6 +150,28 @@ def pair_batch() -> dict:
     return batch | {f"rejected_{k}": v for k, v in rejected.items()}
 
 
+def ranked_batch(k: int = 3) -> dict:
+    """2 records of k responses that share each record's prompt and differ after it."""
+    rows = right_padded_rows(6, 2 * k)
+    rng = np.random.default_rng(8)
+    prompt = np.repeat(rng.integers(2, 7, size=2), k)
+    length = prompt + rng.integers(1, 8, size=2 * k)
+    col = np.arange(T)[None]
+    seg = (col < length[:, None]).astype(np.int32)
+    ids = np.where(
+        col < prompt[:, None], np.repeat(rows["input_ids"][::k], k, 0), rows["input_ids"]
+    )
+    rows = {
+        "input_ids": (ids * seg).astype(np.int32),
+        "positions": (np.broadcast_to(np.arange(T), (2 * k, T)) * seg).astype(np.int32),
+        "segment_ids": seg,
+        "loss_mask": ((col >= prompt[:, None]) & (col < length[:, None])).astype(np.float32),
+    }
+    batch = {key: v.reshape(2, k, T) for key, v in rows.items()}
+    (batch[TARGET_COLUMNS],) = target_columns([batch["loss_mask"]])
+    return batch
+
+
 def test_dpo_kto_and_rrhf_losses_and_gradients_are_unchanged_by_target_columns():
     _, params = create_model(CFG, seed=1)
     _, ref = create_model(CFG, seed=2)
@@ -157,14 +186,12 @@ def test_dpo_kto_and_rrhf_losses_and_gradients_are_unchanged_by_target_columns()
         "labels": np.array([True, False, True, True]),
         "example_mask": example_mask,
     }
-    ranked_rows = right_padded_rows(6, 6)
-    ranked = {k: v.reshape(2, 3, T) for k, v in ranked_rows.items()} | {
+    ranked_windowed = ranked_batch() | {
         "scores": np.array([[1.0, 0.0, 2.0], [0.5, 1.5, -1.0]], np.float32),
         "response_mask": np.ones((2, 3), np.float32),
         "example_mask": np.ones(2, np.float32),
     }
-    (ranked_columns,) = target_columns([ranked["loss_mask"]])  # [2, 3, W], as the collator
-    ranked_windowed = ranked | {TARGET_COLUMNS: ranked_columns}
+    ranked = {k: v for k, v in ranked_windowed.items() if k != TARGET_COLUMNS}
     cases = [
         ("sigmoid", pairs, pairs_windowed),
         ("kto", unpaired, windowed(unpaired)),
@@ -208,45 +235,110 @@ def test_sft_loss_accuracy_and_gradient_are_unchanged_by_target_columns(normaliz
     assert float(aux_b["metrics"]["accuracy"]) == pytest.approx((hits * mask).sum() / mask.sum())
 
 
-@pytest.mark.parametrize("chunk", [0, 3])
-def test_pairs_run_their_shared_prompt_once_with_the_same_logps_and_gradients(chunk):
-    """`share_prompt` runs each pair's prompt once (fewer FLOPs) and changes nothing else: the
-    rows' log-probs, and the gradient of a sum that weighs every row differently. Three layers,
-    so the prompt's later-layer keys and values come from its earlier layers' outputs."""
-    graphdef, params = create_model(
-        dataclasses.replace(CFG, num_layers=3, sliding_windows=(None,) * 3), seed=0
-    )
+def three_layers(head: str = "lm"):
+    """A 3-layer model: the prompt's later-layer keys and values come from its earlier layers."""
+    cfg = dataclasses.replace(CFG, num_layers=3, sliding_windows=(None,) * 3)
+    return create_model(cfg, seed=0, head=head)
+
+
+def windowed_pairs() -> dict:
     batch = pair_batch()
     columns = target_columns([batch["chosen_loss_mask"], batch["rejected_loss_mask"]])
-    rows = paired(batch | {f"{p}{TARGET_COLUMNS}": c for p, c in zip(PAIR, columns, strict=True)})
-    weights = jnp.arange(1.0, 9.0)
+    return paired(batch | {f"{p}{TARGET_COLUMNS}": c for p, c in zip(PAIR, columns, strict=True)})
+
+
+@pytest.mark.parametrize(("layout", "chunk"), [("pairs", 0), ("pairs", 3), ("ranked", 0)])
+def test_groups_run_their_shared_prompt_once_with_the_same_logps_and_gradients(layout, chunk):
+    """Rows that share a prompt (a DPO pair, chosen rows then rejected; an RRHF ranking of 3,
+    record by record) run it once (fewer FLOPs) and change nothing else: the rows' log-probs,
+    and the gradient of a sum that weighs every row differently."""
+    graphdef, params = three_layers()
+    if layout == "pairs":
+        rows, groups = windowed_pairs(), PAIRS
+    else:
+        batch = ranked_batch()
+        rows, groups = ranked_rows(batch), ranked_groups(batch)
+    weights = jnp.arange(1.0, 1.0 + len(rows["input_ids"]))
 
     def weighted(p, share):
-        out = completion_logps(graphdef, p, rows, chunk, pairs_share_prompt=share)
+        out = completion_logps(graphdef, p, rows, chunk, groups if share else None)
         return jnp.sum(weights * out.logps), out
 
     grad = jax.jit(jax.grad(weighted, has_aux=True), static_argnums=1)
     (full_grad, full), (shared_grad, shared) = grad(params, False), grad(params, True)
     np.testing.assert_allclose(full.logps, shared.logps, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(full.lengths, shared.lengths)
+    # Gradients of up to ~20: float32 rounding of the reordered sums reaches a few 1e-6.
     jax.tree.map(
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), full_grad, shared_grad
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), full_grad, shared_grad
     )
 
     def flops(share):
         compiled = jax.jit(lambda p: weighted(p, share)[0]).lower(params).compile()
         return compiled.cost_analysis()["flops"]
 
-    # The windows are W = 8 of T = 16 columns: the first two layers run 4 x 8 + 8 x 8 tokens
-    # instead of 8 x 16 (the head and the last layer's queries run on the windows either way).
-    assert columns[0].shape[1] == 8
+    # The windows are W = 8 of T = 16 columns: the first two layers run 8 / size x 8 + 8 x 8
+    # tokens per 8 rows instead of 8 x 16 (the head and the last layer's queries run on the
+    # windows either way).
+    assert rows[TARGET_COLUMNS].shape[1] == 8
     assert flops(True) < 0.9 * flops(False)
 
 
-def test_a_pair_whose_prompts_differ_is_a_clear_error():
-    """The shared-prompt forward needs both rows of a pair to hold the same prompt tokens."""
+def response_filling_its_window(rows: dict, row: int) -> dict:
+    """`rows` with `row`'s response lengthened to span the whole target window, so that its
+    last token lies one column past the window (the window predicts up to it); windows
+    recomputed."""
+    (columns,) = target_columns([rows["loss_mask"]])
+    prompt = int(np.argmax(rows["loss_mask"][row]))
+    length = prompt + columns.shape[1]
+    assert length <= T
+    rows = {k: np.array(v) for k, v in rows.items()}
+    rows["input_ids"][row, :length] = np.where(
+        rows["segment_ids"][row, :length] == 1, rows["input_ids"][row, :length], 5
+    )
+    rows["segment_ids"][row, :length] = 1
+    rows["positions"][row, :length] = np.arange(length)
+    rows["loss_mask"][row, prompt:length] = 1.0
+    (rows[TARGET_COLUMNS],) = target_columns([rows["loss_mask"]])
+    assert rows[TARGET_COLUMNS].shape == columns.shape
+    return rows
+
+
+@pytest.mark.parametrize("layout", ["pairs", "ranked"])
+def test_reward_model_reads_each_last_token_with_its_prompt_run_once(layout):
+    """A reward model's score at each row's last real token, the group's prompt run once
+    (reading one column past the window, where a response that fills the window ends), equals
+    the plain forward's, and so does the gradient of a weighted sum of the rewards."""
+    graphdef, params = three_layers(head="scalar")
+    if layout == "pairs":
+        rows, groups = windowed_pairs(), PAIRS
+    else:
+        batch = ranked_batch()
+        rows, groups = ranked_rows(batch), ranked_groups(batch)
+    rows = response_filling_its_window(rows, row=len(rows["input_ids"]) - 1)
+    last = rows["segment_ids"].sum(1) - 1
+    assert last[-1] == rows[TARGET_COLUMNS][-1, -1] + 1
+    weights = jnp.arange(1.0, 1.0 + len(last))
+
+    def weighted(p, share):
+        rewards = sequence_rewards(graphdef, p, rows, groups if share else None)
+        return jnp.sum(weights * rewards), rewards
+
+    grad = jax.jit(jax.grad(weighted, has_aux=True), static_argnums=1)
+    (full_grad, full), (shared_grad, shared) = grad(params, False), grad(params, True)
+    np.testing.assert_allclose(full, shared, rtol=1e-5, atol=1e-5)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), full_grad, shared_grad
+    )
+
+
+def test_responses_whose_prompts_differ_are_a_clear_error():
+    """The shared-prompt forward needs every row of a record to hold the same prompt tokens."""
     ids = np.array([1, 5, 6, 7, 8]), np.array([1, 5, 9, 7, 8])
     masks = np.array([0, 0, 0, 1, 1.0]), np.array([0, 0, 0, 1, 1.0])
     with pytest.raises(RecordError, match="'chosen' and 'rejected' give different prompt tokens"):
-        check_shared_prompt(ids, masks)
-    check_shared_prompt((ids[0], ids[0]), masks)  # the same prompt passes
+        check_shared_prompt(ids, masks, ("chosen", "rejected"))
+    names = ("responses[0]", "responses[1]", "responses[2]")
+    with pytest.raises(RecordError, match=r"'responses\[0\]' and 'responses\[2\]' give"):
+        check_shared_prompt((ids[0], ids[0], ids[1]), masks + masks[:1], names)
+    check_shared_prompt((ids[0], ids[0]), masks, names[:2])  # the same prompt passes

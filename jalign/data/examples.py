@@ -72,17 +72,21 @@ def validate(kind: str, raw: RawRecord) -> Example:
     return VALIDATORS[kind](parse_record(raw))
 
 
-def check_shared_prompt(ids: tuple[np.ndarray, ...], masks: tuple[np.ndarray, ...]) -> None:
-    """A pair's rows must hold the same tokens before their first target (the prompt, which
-    DPO's forward runs once per pair: `jalign.train.forward.shared_prompt_hidden`)."""
+def check_shared_prompt(
+    ids: tuple[np.ndarray, ...], masks: tuple[np.ndarray, ...], names: tuple[str, ...]
+) -> None:
+    """A record's sequences (named `names`) must hold the same tokens before their first
+    target: the prompt, which the DPO-family and reward-model forward passes run once per
+    record (`jalign.train.forward.shared_prompt_hidden`)."""
     firsts = [int(np.argmax(mask != 0)) for mask in masks]
-    if firsts[0] != firsts[1] or not np.array_equal(ids[0][: firsts[0]], ids[1][: firsts[1]]):
-        raise RecordError(
-            MALFORMED,
-            f"'chosen' and 'rejected' give different prompt tokens (the {firsts[0]} and "
-            f"{firsts[1]} tokens before their first target differ); expected one prompt, "
-            "rendered alike before either response",
-        )
+    for seq, first, name in zip(ids[1:], firsts[1:], names[1:], strict=True):
+        if first != firsts[0] or not np.array_equal(ids[0][: firsts[0]], seq[:first]):
+            raise RecordError(
+                MALFORMED,
+                f"{names[0]!r} and {name!r} give different prompt tokens (the {firsts[0]} and "
+                f"{first} tokens before their first target differ); expected one prompt, "
+                "rendered alike before every response",
+            )
 
 
 class ExampleEncoder:
@@ -127,7 +131,7 @@ class ExampleEncoder:
         ids = tuple(tokens.ids for tokens, _ in encoded)
         masks = tuple(self._loss_mask(tokens) for tokens, _ in encoded)
         if self.kind == PREFERENCE:
-            check_shared_prompt(ids, masks)
+            check_shared_prompt(ids, masks, ("chosen", "rejected"))
             arrays = {
                 "chosen_input_ids": ids[0],
                 "chosen_loss_mask": masks[0],
@@ -136,6 +140,7 @@ class ExampleEncoder:
                 "prompt_lengths": np.int32(encoded[0][0].prompt_length),
             }
         elif self.kind == RANKED:
+            check_shared_prompt(ids, masks, tuple(f"responses[{j}]" for j in range(len(ids))))
             arrays = {
                 "input_ids": ids,
                 "loss_mask": masks,

@@ -13,8 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jalign.data.schemas import TARGET_COLUMNS
 from jalign.losses import token_entropy, token_logprobs
-from jalign.models import KVCache, apply, project
+from jalign.models import apply, project
+from jalign.train.forward import PromptGroups, shared_prompt_hidden
 
 
 def completion_outputs(
@@ -28,12 +30,10 @@ def completion_outputs(
     column (`apply`'s `read_columns`).
 
     group > 1: rows [i*group, (i+1)*group) share one prompt (a group of samples, as the sampler
-    lays them out), which then runs through the model once per group: its keys and values fill
-    a `KVCache` that the group's rows copy, and their completions run as a second chunk that
-    attends to it, as a decode step does. The same attention, so the same outputs up to float
-    rounding, and for a gradient the prompt's share is summed over the group by autodiff; with
-    P prompt and N completion columns the model runs on B/group x P + B x (N - 1) tokens
-    instead of B x (P + N) (the last completion token runs only for `last`).
+    lays them out), which then runs through the model once per group
+    (`jalign.train.forward.shared_prompt_hidden`): the same attention, so the same outputs up
+    to float rounding; with P prompt and N completion columns the model runs on about
+    B/group x P + B x N tokens instead of B x (P + N).
     """
     width = batch["completion_mask"].shape[1]
     ids, pos, seg = batch["input_ids"], batch["positions"], batch["segment_ids"]
@@ -42,26 +42,11 @@ def completion_outputs(
     if group == 1:
         read = slice(prompt - 1, stop)
         hidden, _ = apply(graphdef, params, ids, pos, seg, return_hidden=True, read_columns=read)
-        return project(graphdef, params, hidden)
-    model = nnx.merge(graphdef, params)
-    cache = KVCache.init(model.cfg, ids.shape[0] // group, stop)
-    first = slice(None, None, group)  # one row per group
-    hidden, cache = model(
-        ids[first, :prompt],
-        pos[first, :prompt],
-        seg[first, :prompt],
-        cache,
-        0,
-        return_hidden=True,
-        read_columns=slice(prompt - 1, prompt),  # predicts completion token 0
-    )
-    hidden = jnp.repeat(hidden, group, axis=0)
-    if stop > prompt:
-        rest = slice(prompt, stop)
-        cache = cache.repeat_rows(group)
-        completion, _ = model(ids[:, rest], pos[:, rest], seg[:, rest], cache, prompt, True)
-        hidden = jnp.concatenate([hidden, completion], axis=1)
-    return model.project(hidden)
+    else:
+        columns = jnp.broadcast_to(jnp.arange(prompt - 1, stop), (ids.shape[0], stop - prompt + 1))
+        rows = {"input_ids": ids, "positions": pos, "segment_ids": seg, TARGET_COLUMNS: columns}
+        hidden = shared_prompt_hidden(graphdef, params, rows, PromptGroups(group, tiled=False))
+    return project(graphdef, params, hidden)
 
 
 def policy_logprobs(

@@ -13,6 +13,7 @@ from flax import nnx
 from jalign.data.schemas import TARGET_COLUMNS
 from jalign.losses import chunked_token_logprobs, last_token_index, token_logprobs
 from jalign.models import KVCache, apply, project, take_columns
+from jalign.models.layers import Columns
 
 SEQUENCE_KEYS = ("input_ids", "positions", "segment_ids", "loss_mask")
 ROW_KEYS = (*SEQUENCE_KEYS, TARGET_COLUMNS)  # a training row's arrays; the last is optional
@@ -29,13 +30,29 @@ class TargetLogprobs(NamedTuple):
     hits: jax.Array | None
 
 
+class PromptGroups(NamedTuple):
+    """Rows that share a prompt: `size` rows per prompt, laid out `tiled` (member m of group g
+    at row m G + g, as `paired` puts chosen rows before rejected ones) or blocked (at g size +
+    m, as `ranked_rows` and the sampler lay them out)."""
+
+    size: int
+    tiled: bool
+
+    def first_rows(self, rows: int) -> slice:
+        """One row of each group (the one whose prompt runs)."""
+        return slice(None, rows // self.size) if self.tiled else slice(None, None, self.size)
+
+
+PAIRS = PromptGroups(2, tiled=True)
+
+
 def target_logprobs(
     graphdef: nnx.GraphDef,
     params: Any,
     rows: dict,
     chunk: int = 0,
     temperature: float | jax.Array = 1.0,
-    pairs_share_prompt: bool = False,
+    groups: PromptGroups | None = None,
 ) -> TargetLogprobs:
     """log p(target | context) at the columns that predict target tokens, of
     softmax(logits / temperature).
@@ -45,13 +62,13 @@ def target_logprobs(
     keys and values (the targets attend to them) but no logits, so the last block's queries
     and MLP, the LM head and the log-softmax run on W columns instead of T (`apply`'s
     `read_columns`). `chunk > 0` computes them in chunks of the window (no [N, W, V] float32
-    tensor at once; see `jalign.losses.chunked_token_logprobs`). `pairs_share_prompt`: the
-    rows are `paired` rows whose pairs share their prompt, run once per pair
-    (`shared_prompt_hidden`; no effect without a window shorter than the row).
+    tensor at once; see `jalign.losses.chunked_token_logprobs`). `groups`: the rows' groups
+    that share their prompt, run once per group (`shared_prompt_hidden`; no effect without a
+    window shorter than the row).
     """
     ids, mask = rows["input_ids"], rows["loss_mask"]
     columns = rows.get(TARGET_COLUMNS)
-    if columns is None or columns.shape[1] == ids.shape[1] - 1:  # a full window starts at 0
+    if not has_prompt_window(rows):  # a full window starts at 0
         read, targets, mask = slice(None, -1), ids[:, 1:], mask[:, 1:]
     else:
         read, targets, mask = (
@@ -59,8 +76,8 @@ def target_logprobs(
             take_columns(ids, columns + 1),
             take_columns(mask, columns + 1),
         )
-    if pairs_share_prompt and not isinstance(read, slice):
-        hidden = shared_prompt_hidden(graphdef, params, rows)
+    if groups is not None and not isinstance(read, slice):
+        hidden = shared_prompt_hidden(graphdef, params, rows, groups)
     else:
         hidden, _ = apply(
             graphdef,
@@ -81,35 +98,53 @@ def target_logprobs(
     return TargetLogprobs(logps, mask, logits, hits)
 
 
-def shared_prompt_hidden(graphdef: nnx.GraphDef, params: Any, rows: dict) -> jax.Array:
-    """Final hidden states [2B, W, D] at the `target_columns` [2B, W] of `paired` rows (chosen
-    rows [0, B), their rejected rows [B, 2B) in the same order), each pair's prompt run once.
+def has_prompt_window(rows: dict) -> bool:
+    """Whether the rows' `target_columns` window leaves columns before it (a window of every
+    predicting column, T - 1, starts at 0)."""
+    columns = rows.get(TARGET_COLUMNS)
+    return columns is not None and columns.shape[1] < rows["input_ids"].shape[1] - 1
 
-    The two rows of a pair hold the same tokens before their window start s (the window covers
+
+def shared_prompt_hidden(
+    graphdef: nnx.GraphDef,
+    params: Any,
+    rows: dict,
+    groups: PromptGroups,
+    extra_columns: int = 0,
+    read_columns: Columns | None = None,
+) -> jax.Array:
+    """Final hidden states [N, W + extra_columns, D] at each row's `target_columns` [N, W] and
+    the `extra_columns` after them (or at `read_columns` of those), for rows whose `groups`
+    share their prompt, which runs once per group.
+
+    The rows of a group hold the same tokens before their window start s (the window covers
     every target, so the columns before it are prompt, which the encoder checks is identical
-    in both rows), and windows start at most at T - 1 - W. So the chosen rows' first P = T - W
-    columns, with the columns from s on blanked (segment 0), run as one chunk that fills a
-    `KVCache` of T slots; the cache is copied for the rejected rows, and every row's window
-    [s, s + W) then runs as a second chunk that attends to its pair's prompt, as a decode step
-    does. A window query sees the same keys as in the full row, so the outputs are those of
-    `apply(..., read_columns=...)` up to float rounding, and for a gradient autodiff sums the
-    prompt's share over the pair.
-    The model runs on B P + 2B W tokens instead of 2B T: with 64-token prompts and completions,
-    192 per pair instead of 256.
+    across the group), and windows start at most at T - 1 - W. So one row per group runs its
+    first P = T - W - extra_columns columns, those from s on blanked (segment 0), as one chunk
+    that fills a `KVCache` of T slots; the cache is copied for the group's rows, and every
+    row's columns [s, s + W + extra_columns) then run as a second chunk that attends to its
+    prompt, as a decode step does. A window query sees the same keys as in the full row, so
+    the outputs are those of `apply(..., read_columns=...)` up to float rounding, and for a
+    gradient autodiff sums the prompt's share over the group. The model runs on N P / size +
+    N W tokens instead of N T: a DPO pair with 64-token prompt and completion, 192 instead of
+    256; a ranking of 8, 576 instead of 1024.
     """
     ids, positions, segments = rows["input_ids"], rows["positions"], rows["segment_ids"]
     columns = rows[TARGET_COLUMNS]
+    if extra_columns:
+        after = columns[:, -1:] + jnp.arange(1, extra_columns + 1, dtype=columns.dtype)
+        columns = jnp.concatenate([columns, after], axis=1)
     rows_total, width = ids.shape
-    pairs, window = rows_total // 2, columns.shape[1]
-    prompt = width - window
-    start = columns[:pairs, :1]
-    prompt_segments = jnp.where(jnp.arange(prompt) < start, segments[:pairs, :prompt], 0)
+    prompt = width - columns.shape[1]
+    first = groups.first_rows(rows_total)
+    start = columns[first, :1]
+    prompt_segments = jnp.where(jnp.arange(prompt) < start, segments[first, :prompt], 0)
     model = nnx.merge(graphdef, params)
     _, cache = model(
-        ids[:pairs, :prompt],
-        positions[:pairs, :prompt],
+        ids[first, :prompt],
+        positions[first, :prompt],
         prompt_segments,
-        KVCache.init(model.cfg, pairs, width),
+        KVCache.init(model.cfg, rows_total // groups.size, width),
         0,
         return_hidden=True,
         read_columns=slice(prompt - 1, prompt),
@@ -118,9 +153,10 @@ def shared_prompt_hidden(graphdef: nnx.GraphDef, params: Any, rows: dict) -> jax
         take_columns(ids, columns),
         take_columns(positions, columns),
         take_columns(segments, columns),
-        cache.repeat_rows(2, tiled=True),  # row j reads pair j mod B's prompt
+        cache.repeat_rows(groups.size, tiled=groups.tiled),
         prompt,
         return_hidden=True,
+        read_columns=read_columns,
     )
     return hidden
 
@@ -132,6 +168,11 @@ def paired(batch: dict) -> dict:
         key: jnp.concatenate([batch[f"chosen_{key}"], batch[f"rejected_{key}"]], axis=0)
         for key in row_keys(batch, "chosen_")
     }
+
+
+def ranked_groups(batch: dict) -> PromptGroups:
+    """A ranked batch's k responses per record as the `PromptGroups` of its `ranked_rows`."""
+    return PromptGroups(batch["input_ids"].shape[1], tiled=False)
 
 
 def ranked_rows(batch: dict) -> dict:
@@ -146,10 +187,19 @@ def row_keys(batch: dict, prefix: str = "") -> tuple[str, ...]:
     return tuple(key for key in ROW_KEYS if f"{prefix}{key}" in batch)
 
 
-def sequence_rewards(graphdef: nnx.GraphDef, params: Any, batch: dict) -> jax.Array:
+def sequence_rewards(
+    graphdef: nnx.GraphDef, params: Any, batch: dict, groups: PromptGroups | None = None
+) -> jax.Array:
     """A scalar-head model's reward for each row: its output at the last real token (the only
-    column the model's last block and head run queries on, `apply`'s `read_columns`)."""
+    column the model's last block and head run queries on, `apply`'s `read_columns`).
+    `groups`: the rows' groups that share their prompt, run once per group when the rows have
+    a `target_columns` window (`shared_prompt_hidden`, with one column after the window: the
+    last target is the last real token)."""
     last = last_token_index(batch["segment_ids"])
+    if groups is not None and has_prompt_window(batch):
+        read = (last - batch[TARGET_COLUMNS][:, 0])[:, None]
+        hidden = shared_prompt_hidden(graphdef, params, batch, groups, 1, read)
+        return project(graphdef, params, hidden)[:, 0]
     scores, _ = apply(
         graphdef,
         params,

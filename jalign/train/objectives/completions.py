@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jalign.losses import masked_mean, masked_sum
-from jalign.train.forward import target_logprobs
+from jalign.train.forward import PromptGroups, target_logprobs
 
 
 class CompletionLogps(NamedTuple):
@@ -34,11 +34,12 @@ def completion_logps(
     params: Any,
     rows: dict,
     chunk: int = 0,
-    pairs_share_prompt: bool = False,
+    groups: PromptGroups | None = None,
 ) -> CompletionLogps:
     """Summed completion log-probs of every row (`target_logprobs`, chunked when `chunk > 0`;
-    `pairs_share_prompt` for `paired` rows, see `jalign.train.forward.shared_prompt_hidden`)."""
-    out = target_logprobs(graphdef, params, rows, chunk, pairs_share_prompt=pairs_share_prompt)
+    `groups` of rows that share their prompt run it once, see
+    `jalign.train.forward.shared_prompt_hidden`)."""
+    out = target_logprobs(graphdef, params, rows, chunk, groups=groups)
     mean_logits = None
     if out.logits is not None:
         mean_logits = masked_mean(jnp.mean(out.logits, axis=-1), out.mask, axis=1)

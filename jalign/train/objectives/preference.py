@@ -41,7 +41,7 @@ from jalign.data.schemas import RANKED, RECORD_INDEX, UNPAIRED
 from jalign.errors import JalignError
 from jalign.losses import PREFERENCE_LOSS_TYPES, PreferenceLossConfig, preference_loss
 from jalign.sharding import shard_batch
-from jalign.train.forward import paired
+from jalign.train.forward import PAIRS, paired
 from jalign.train.objective import Objective, RunContext
 from jalign.train.objectives.completions import CompletionLogps, completion_logps
 from jalign.train.objectives.kto import make_kto_loss
@@ -106,9 +106,8 @@ def pair_logps(ctx: RunContext, params: Any, batch: dict) -> CompletionLogps:
     `dpo.logprob_chunk` and `dpo.share_prompt` say (with `share_prompt`, each pair's prompt runs
     through the model once: `jalign.train.forward.shared_prompt_hidden`)."""
     dpo = ctx.config.dpo
-    return completion_logps(
-        ctx.graphdef, params, paired(batch), dpo.logprob_chunk, dpo.share_prompt
-    )
+    groups = PAIRS if dpo.share_prompt else None
+    return completion_logps(ctx.graphdef, params, paired(batch), dpo.logprob_chunk, groups)
 
 
 def make_loss(ctx: RunContext) -> Callable:
@@ -256,7 +255,7 @@ PREFERENCE_OBJECTIVE = Objective(
         "reference": "live",
         "reference_path": "",  # "" = the initial policy
         "logprob_chunk": 0,  # > 0: logprobs in sequence chunks (large vocabularies)
-        "share_prompt": True,  # paired types: a pair's prompt runs through the model once
+        "share_prompt": True,  # paired types and rrhf: a record's prompt runs through the model once
         "online": ml_collections.ConfigDict(ONLINE_DEFAULTS),
     },
     make_loss=make_loss,

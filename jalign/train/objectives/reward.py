@@ -18,7 +18,7 @@ from flax import nnx
 from jalign.data import PREFERENCE, RANKED
 from jalign.losses import pairs_as_rankings, ranked_bradley_terry_loss
 from jalign.sharding import shard_batch
-from jalign.train.forward import paired, ranked_rows, sequence_rewards
+from jalign.train.forward import PAIRS, paired, ranked_groups, ranked_rows, sequence_rewards
 from jalign.train.objective import Objective, RunContext
 
 DATA_KINDS = (PREFERENCE, RANKED)
@@ -29,26 +29,30 @@ def data_kind(config: ml_collections.ConfigDict) -> str:
 
 
 def response_rewards(
-    graphdef: nnx.GraphDef, params: Any, batch: dict
+    graphdef: nnx.GraphDef, params: Any, batch: dict, share_prompt: bool
 ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
     """(rewards, scores, response_mask) [B, k] of a ranked batch's k responses (the mask marks
     the real ones of records padded to k), or of a preference batch's (chosen, rejected) with
-    scores (1, 0) and no mask: every response in one forward pass."""
+    scores (1, 0) and no mask: every response in one forward pass, with `share_prompt` each
+    record's prompt once (`jalign.train.forward.shared_prompt_hidden`)."""
     if "scores" in batch:
         b, k = batch["scores"].shape
-        rewards = sequence_rewards(graphdef, params, ranked_rows(batch))
+        groups = ranked_groups(batch) if share_prompt else None
+        rewards = sequence_rewards(graphdef, params, ranked_rows(batch), groups)
         return rewards.reshape(b, k), batch["scores"], batch["response_mask"]
-    pairs = jnp.split(sequence_rewards(graphdef, params, paired(batch)), 2)
+    groups = PAIRS if share_prompt else None
+    pairs = jnp.split(sequence_rewards(graphdef, params, paired(batch), groups), 2)
     return *pairs_as_rankings(*pairs), None
 
 
 def make_reward_loss(ctx: RunContext):
     margin = ctx.config.rm.margin
     center_coef = ctx.config.rm.center_coef
+    share_prompt = ctx.config.rm.share_prompt
 
     def loss_fn(params, frozen, batch, rng):
         del frozen, rng
-        rewards, scores, real = response_rewards(ctx.graphdef, params, batch)
+        rewards, scores, real = response_rewards(ctx.graphdef, params, batch, share_prompt)
         loss, metrics, weight = ranked_bradley_terry_loss(
             rewards, scores, margin, center_coef, batch["example_mask"], real
         )
@@ -63,7 +67,8 @@ def center_rewards(ctx: RunContext, state: Any, evaluator: Any) -> tuple[Any, di
     split when there is one, else the training data's first batches."""
     if not (ctx.config.rm.center_after_training and evaluator.enabled):
         return state.params, {}
-    reward_fn = jax.jit(lambda p, b: response_rewards(ctx.graphdef, p, b)[0])
+    share_prompt = ctx.config.rm.share_prompt
+    reward_fn = jax.jit(lambda p, b: response_rewards(ctx.graphdef, p, b, share_prompt)[0])
     total, count = 0.0, 0.0
     for batch in evaluator.batches():
         arrays = {k: v for k, v in batch.items() if hasattr(v, "shape")}
@@ -87,6 +92,7 @@ REWARD_OBJECTIVE = Objective(
         "margin": 0.0,  # required reward gap: -log sigmoid(r_c - r_r - margin)
         "center_coef": 0.0,  # coef * (r_c + r_r)^2 keeps rewards centred (Eisenstein et al. 2023)
         "center_after_training": True,  # shift the bias so the mean reference reward is 0
+        "share_prompt": True,  # a record's prompt runs through the model once
     },
     make_loss=make_reward_loss,
     finalize=center_rewards,
