@@ -1,6 +1,7 @@
 """Forward passes shared by objectives: per-token logprobs, paired (chosen + rejected) and
 ranked (k responses) passes in one concatenated call, and scalar heads read at each sequence's
-last real token."""
+last real token; rows that share a prompt (a pair, a ranking, the RL trainers' groups of
+samples) can run it once per group (`shared_prompt_hidden`)."""
 
 from __future__ import annotations
 
