@@ -31,21 +31,23 @@ def completion_outputs(
 
     group > 1: rows [i*group, (i+1)*group) share one prompt (a group of samples, as the sampler
     lays them out), which then runs through the model once per group
-    (`jalign.train.forward.shared_prompt_hidden`): the same attention, so the same outputs up
-    to float rounding; with P prompt and N completion columns the model runs on about
-    B/group x P + B x N tokens instead of B x (P + N).
+    (`jalign.train.forward.shared_prompt_hidden`, its last column's output computed once per
+    group): the same attention, so the same outputs up to float rounding; with P prompt and N
+    completion columns the model runs on about B/group x P + B x (N - 1) tokens instead of
+    B x (P + N) (the last completion token runs only for `last`).
     """
     width = batch["completion_mask"].shape[1]
     ids, pos, seg = batch["input_ids"], batch["positions"], batch["segment_ids"]
     prompt = ids.shape[1] - width
     stop = ids.shape[1] if last else ids.shape[1] - 1  # the columns whose outputs are read
-    if group == 1:
+    if group == 1 or stop == prompt:
         read = slice(prompt - 1, stop)
         hidden, _ = apply(graphdef, params, ids, pos, seg, return_hidden=True, read_columns=read)
-    else:
-        columns = jnp.broadcast_to(jnp.arange(prompt - 1, stop), (ids.shape[0], stop - prompt + 1))
+    else:  # the prompt's last column (it predicts completion token 0), then the completion's
+        columns = jnp.broadcast_to(jnp.arange(prompt, stop), (ids.shape[0], stop - prompt))
         rows = {"input_ids": ids, "positions": pos, "segment_ids": seg, TARGET_COLUMNS: columns}
-        hidden = shared_prompt_hidden(graphdef, params, rows, PromptGroups(group, tiled=False))
+        groups = PromptGroups(group, tiled=False)
+        hidden = shared_prompt_hidden(graphdef, params, rows, groups, prompt_end=True)
     return project(graphdef, params, hidden)
 
 

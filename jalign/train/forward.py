@@ -113,10 +113,13 @@ def shared_prompt_hidden(
     groups: PromptGroups,
     extra_columns: int = 0,
     read_columns: Columns | None = None,
+    prompt_end: bool = False,
 ) -> jax.Array:
     """Final hidden states [N, W + extra_columns, D] at each row's `target_columns` [N, W] and
     the `extra_columns` after them (or at `read_columns` of those), for rows whose `groups`
-    share their prompt, which runs once per group.
+    share their prompt, which runs once per group. With `prompt_end`, the output at the column
+    before each window comes first, [N, 1 + W + extra_columns, D]: the prompt's last column,
+    computed once per group.
 
     The rows of a group hold the same tokens before their window start s (the window covers
     every target, so the columns before it are prompt, which the encoder checks is identical
@@ -141,14 +144,14 @@ def shared_prompt_hidden(
     start = columns[first, :1]
     prompt_segments = jnp.where(jnp.arange(prompt) < start, segments[first, :prompt], 0)
     model = nnx.merge(graphdef, params)
-    _, cache = model(
+    end, cache = model(
         ids[first, :prompt],
         positions[first, :prompt],
         prompt_segments,
         KVCache.init(model.cfg, rows_total // groups.size, width),
         0,
         return_hidden=True,
-        read_columns=slice(prompt - 1, prompt),
+        read_columns=jnp.maximum(start - 1, 0) if prompt_end else slice(prompt - 1, prompt),
     )
     hidden, _ = model(
         take_columns(ids, columns),
@@ -159,7 +162,13 @@ def shared_prompt_hidden(
         return_hidden=True,
         read_columns=read_columns,
     )
-    return hidden
+    if not prompt_end:
+        return hidden
+    if groups.tiled:
+        end = jnp.concatenate([end] * groups.size, axis=0)
+    else:
+        end = jnp.repeat(end, groups.size, axis=0)
+    return jnp.concatenate([end, hidden], axis=1)
 
 
 def paired(batch: dict) -> dict:
