@@ -277,9 +277,9 @@ def test_groups_run_their_shared_prompt_once_with_the_same_logps_and_gradients(l
         compiled = jax.jit(lambda p: weighted(p, share)[0]).lower(params).compile()
         return compiled.cost_analysis()["flops"]
 
-    # The windows are W = 8 of T = 16 columns: the first two layers run 8 / size x 8 + 8 x 8
-    # tokens per 8 rows instead of 8 x 16 (the head and the last layer's queries run on the
-    # windows either way).
+    # The windows are W = 8 of T = 16 columns: for N rows the first two layers run
+    # N / size x 8 + N x 8 tokens instead of N x 16 (the head and the last layer's queries run
+    # on the windows either way).
     assert rows[TARGET_COLUMNS].shape[1] == 8
     assert flops(True) < 0.9 * flops(False)
 
