@@ -10,10 +10,10 @@ default):
   live reference = a frozen copy of the initial params in the train state; the batches carry
   the `target_columns` jalign's collator adds, so its LM head runs on the completions only,
   and each pair's prompt runs through the policy and the reference once: `dpo.share_prompt`,
-  the default) vs
-  TRL's `DPOTrainer` (sigmoid loss, beta 0.1, reference model = a copy of the initial policy
-  run each step, no precomputed reference log-probs, no padding-free), on pairs of rows that
-  share a prompt and differ in their completion (every completion token is a target).
+  the default) vs TRL's `DPOTrainer` (sigmoid loss, beta 0.1, reference model = a copy of the
+  initial policy run each step, no precomputed reference log-probs, no padding-free), on pairs
+  of rows that share a prompt and differ in their completion (every completion token is a
+  target).
 
     python tools/bench_train.py [--quick] [--trainer sft dpo] [--rounds R]
 

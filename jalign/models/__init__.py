@@ -11,6 +11,7 @@ from jalign.models.transformer import (
     create_model,
     head_kernel,
     project,
+    repeat_rows,
 )
 
 __all__ = [
@@ -26,5 +27,6 @@ __all__ = [
     "head_kernel",
     "load_hf_config",
     "project",
+    "repeat_rows",
     "take_columns",
 ]

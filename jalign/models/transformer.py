@@ -77,20 +77,24 @@ class KVCache:
         return self.positions.shape[1]
 
     def repeat_rows(self, n: int, tiled: bool = False) -> KVCache:
-        """Each row repeated n times: rows [i*n, (i+1)*n) are copies of row i, or, `tiled`,
-        the B rows n times over (row j a copy of row j mod B). Rows are axis 1 of the keys /
-        values stacked over layers, axis 0 everywhere else."""
+        """Every row n times (`repeat_rows`). Rows are axis 1 of the keys / values stacked over
+        layers, axis 0 everywhere else."""
         kv_axis = 0 if isinstance(self.k, tuple) else 1
-
-        def repeat(x: jax.Array, axis: int) -> jax.Array:
-            if tiled:
-                return jnp.concatenate([x] * n, axis=axis)
-            return jnp.repeat(x, n, axis=axis)
-
-        k, v = jax.tree.map(lambda x: repeat(x, kv_axis), (self.k, self.v))
+        k, v = jax.tree.map(lambda x: repeat_rows(x, n, tiled, kv_axis), (self.k, self.v))
         return KVCache(
-            k=k, v=v, positions=repeat(self.positions, 0), segment_ids=repeat(self.segment_ids, 0)
+            k=k,
+            v=v,
+            positions=repeat_rows(self.positions, n, tiled),
+            segment_ids=repeat_rows(self.segment_ids, n, tiled),
         )
+
+
+def repeat_rows(x: jax.Array, n: int, tiled: bool = False, axis: int = 0) -> jax.Array:
+    """Each row of `x` (along `axis`) repeated n times: rows [i*n, (i+1)*n) are copies of row
+    i, or, `tiled`, the B rows n times over (row j a copy of row j mod B)."""
+    if tiled:
+        return jnp.concatenate([x] * n, axis=axis)
+    return jnp.repeat(x, n, axis=axis)
 
 
 class DecoderLM(nnx.Module):

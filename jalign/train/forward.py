@@ -13,7 +13,7 @@ from flax import nnx
 
 from jalign.data.schemas import TARGET_COLUMNS
 from jalign.losses import chunked_token_logprobs, last_token_index, token_logprobs
-from jalign.models import KVCache, apply, project, take_columns
+from jalign.models import KVCache, apply, project, repeat_rows, take_columns
 from jalign.models.layers import Columns
 
 SEQUENCE_KEYS = ("input_ids", "positions", "segment_ids", "loss_mask")
@@ -164,11 +164,7 @@ def shared_prompt_hidden(
     )
     if not prompt_end:
         return hidden
-    if groups.tiled:
-        end = jnp.concatenate([end] * groups.size, axis=0)
-    else:
-        end = jnp.repeat(end, groups.size, axis=0)
-    return jnp.concatenate([end, hidden], axis=1)
+    return jnp.concatenate([repeat_rows(end, groups.size, groups.tiled), hidden], axis=1)
 
 
 def paired(batch: dict) -> dict:

@@ -2,10 +2,9 @@
 by length-normalised policy log-probability, plus the NLL of the best one. Reference-free.
 
 A ranked batch [B, k, T] runs through the policy as one [B k, T] forward pass (each record's
-prompt once with `dpo.share_prompt`); the best
-response is the highest-scoring real one (the first on ties; `response_mask` marks the padding
-of records with fewer than k responses) and its NLL is the mean token NLL
--log pi(y_best | x) / |y_best|.
+prompt once with `dpo.share_prompt`); the best response is the highest-scoring real one (the
+first on ties; `response_mask` marks the padding of records with fewer than k responses) and
+its NLL is the mean token NLL -log pi(y_best | x) / |y_best|.
 """
 
 from __future__ import annotations
