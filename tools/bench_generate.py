@@ -8,7 +8,9 @@ against this machine's roofline (parameter + KV-cache bytes over the measured me
 FLOPs over the measured matmul peak, both measured here in the same run) and the decode time per
 token at 128 and 512 new tokens (a KV cache should keep it near-flat). Both sides' decode-step
 times (prefill subtracted) are set against the roofline, which bounds the ratio any decoder could
-reach against transformers on this machine.
+reach against transformers on this machine. A last line times the decode step's matmuls alone
+(its weight matrices, in a compiled loop with nothing else): the part of a step no change
+outside those kernels can remove.
 
 Greedy decoding with no EOS (every row decodes all new tokens) so both sides do the same work.
 Each side's time is its best of a few runs, the two sides' runs alternated.
@@ -34,7 +36,8 @@ from peer_process import quiet_peer_libraries
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 from jalign.interop import load_hf_model, smollm2_hf_folder
-from jalign.runtime import configure_xla_flags
+from jalign.models import head_kernel
+from jalign.runtime import configure_xla_flags, decode_compiler_options
 from jalign.sampling import SamplingParams, generate, make_prompt_batch
 
 
@@ -69,6 +72,44 @@ def measure_matmul_peak(n: int = 1024) -> float:
     mm(a).block_until_ready()
     seconds = _best_of(lambda: mm(a).block_until_ready(), 10)
     return 2 * n**3 / seconds
+
+
+def decode_kernels(graphdef, params) -> list[jax.Array]:
+    """The weight matrices of a decode step, as the sampler multiplies them on CPU: per layer
+    q|k|v and gate|up concatenated (`jalign.models.layers.project_together`), o and down, then
+    the LM head (a Llama-family model with its layers as a list)."""
+    kernels = []
+    for layer in params["layers"].values():
+        attn, mlp = layer["attn"], layer["mlp"]
+        kernels += [
+            jnp.concatenate([attn[n]["kernel"][...] for n in ("q_proj", "k_proj", "v_proj")], 1),
+            attn["o_proj"]["kernel"][...],
+            jnp.concatenate([mlp[n]["kernel"][...] for n in ("gate_proj", "up_proj")], 1),
+            mlp["down_proj"]["kernel"][...],
+        ]
+    return [*kernels, head_kernel(graphdef, params)]
+
+
+def time_decode_dots(kernels: list[jax.Array], rows: int, repeats: int) -> float:
+    """Seconds a step of the decode program's dots takes with nothing else in the step: each
+    kernel times a [rows, K] input, one after the other, 32 steps in a compiled loop with the
+    decoder's compiler options (`decode_compiler_options`), so that, as in a decode step, every
+    weight comes round again only after all the others (out of cache when they exceed it)."""
+    steps = 32
+    inputs = {k.shape[0]: jnp.ones((rows, k.shape[0]), jnp.float32) for k in kernels}
+
+    def loop(kernels, inputs):
+        def body(i, carry):
+            for kernel in kernels:  # each product depends on the previous one, as in a step
+                y = (inputs[kernel.shape[0]] * (1 + 1e-9 * carry)) @ kernel
+                carry = carry + 1e-9 * y[0, 0]
+            return carry
+
+        return jax.lax.fori_loop(0, steps, body, jnp.float32(0))
+
+    run = jax.jit(loop, compiler_options=decode_compiler_options("cpu"))
+    run(kernels, inputs).block_until_ready()
+    return _best_of(lambda: run(kernels, inputs).block_until_ready(), repeats + 2) / steps
 
 
 def demo_size_folder(root: str) -> str:
@@ -160,7 +201,8 @@ def bench_model(name: str, folder: str, batch: int, prompt: int, new_tokens: int
         2 * n_params * batch
         + 4 * cfg.num_layers * batch * (prompt + new_tokens) * cfg.num_heads * cfg.head_dim
     )
-    return step_bytes, step_flops, step, hf_step
+    dots = time_decode_dots(decode_kernels(graphdef, params), batch, repeats)
+    return step_bytes, step_flops, step, hf_step, dots
 
 
 def main() -> None:
@@ -181,7 +223,7 @@ def main() -> None:
         if not args.quick:
             runs.append(("SmolLM2-135M", str(smollm2_hf_folder()), 8, 64, 128))
         for name, folder, batch, prompt, new in runs:
-            step_bytes, step_flops, step, hf_step = bench_model(
+            step_bytes, step_flops, step, hf_step, dots = bench_model(
                 name, folder, batch, prompt, new, repeats
             )
             bound = max(step_bytes / bandwidth, step_flops / peak)
@@ -191,6 +233,11 @@ def main() -> None:
                 f"= {bound / step:.0%} of roofline; transformers {hf_step * 1e3:.3f} ms = "
                 f"{bound / hf_step:.0%} (no decoder can beat it by more than "
                 f"{hf_step / bound:.2f}x here)"
+            )
+            print(
+                f"the decode step's dots alone (weights as out of cache as in a step): "
+                f"{dots * 1e3:.3f} ms = {dots / step:.0%} of jalign's step; a decoder whose step "
+                f"were only these dots: {hf_step / dots:.2f}x transformers' decode step"
             )
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
 
